@@ -1,0 +1,36 @@
+# qgate: `make run` starts the whole stack, `make test` runs every test. Both install what is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PORT ?= 8000
+export PORT
+
+.PHONY: install run test unit bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	@scripts/ensure-redis
+	@mkdir -p var/audit var/keys && chmod 700 var/keys
+	PATH="$(CURDIR)/$(BIN):$$PATH" exec $(BIN)/honcho start -f Procfile -p $(PORT)
+
+test: install
+	@scripts/ensure-redis --binary
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+unit: install
+	$(BIN)/python -m pytest -q tests/unit $(PYTEST_ARGS)
+
+bench: install
+	@scripts/ensure-redis --binary
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

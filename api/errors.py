@@ -1,0 +1,75 @@
+"""Every error leaves the gateway as JSON with an ``error`` string and an exact status code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kombu.exceptions
+import redis
+from flask import Flask, jsonify
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from telemetry.logging import get_logger
+
+log = get_logger("qgate.api")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, *, errors: list[dict[str, Any]] | None = None,
+                 headers: dict[str, str] | None = None, body: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.errors, self.headers, self.body = status, message, errors, headers, body
+
+
+def validation_errors(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[dict[str, Any]]:
+    """Pydantic's errors as ``{"loc": [...], "msg": ...}``, without echoing the input back."""
+    out = []
+    for err in exc.errors(include_url=False, include_input=False):
+        where = list(err["loc"]) or (["kind"] if err["type"].startswith("union_tag") else [])
+        loc = [*prefix, *where]
+        msg = err["msg"].removeprefix("Value error, ")
+        out.append({"loc": loc, "msg": msg, "type": err["type"]})
+    return out
+
+
+def unprocessable(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> ApiError:
+    return ApiError(422, "invalid request", errors=validation_errors(exc, prefix))
+
+
+def _respond(status: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> Any:
+    body = {"error": message, **{k: v for k, v in extra.items() if v is not None}}
+    response = jsonify(body)
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError) -> Any:
+        if exc.body is not None:
+            response = jsonify({"error": exc.message, **exc.body})
+            response.status_code = exc.status
+            response.headers.update(exc.headers or {})
+            return response
+        return _respond(exc.status, exc.message, exc.headers, errors=exc.errors)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Any:
+        messages = {404: "not found", 405: "method not allowed", 413: "request body too large",
+                    400: "bad request"}
+        return _respond(exc.code or 500, messages.get(exc.code or 500, exc.name.lower()))
+
+    @app.errorhandler(redis.ConnectionError)
+    @app.errorhandler(redis.TimeoutError)
+    @app.errorhandler(kombu.exceptions.OperationalError)
+    def _unavailable(exc: Exception) -> Any:
+        log.warning("backend_unavailable", error=type(exc).__name__)
+        return _respond(503, "job store or broker unavailable; retry later", {"Retry-After": "5"})
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Any:
+        log.exception("unhandled_error")
+        return _respond(500, "internal error")

@@ -1,0 +1,144 @@
+"""All configuration, read from the environment once into one immutable object.
+
+Every setting has a default that serves a single machine; see the README's configuration table.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+LANES = ("qpu", "sim", "heuristic")
+
+
+class SettingsError(ValueError):
+    """A setting in the environment cannot be read; the message names it."""
+
+
+@dataclass(frozen=True)
+class LaneFault:
+    """Injected trouble for one lane: fail this share of attempts, or sleep before solving."""
+
+    fail_rate: float = 0.0
+    delay_ms: int = 0
+
+
+def parse_faults(spec: str) -> dict[str, LaneFault]:
+    """Parse ``QGATE_FAULTS`` such as ``qpu.fail_rate=1.0,sim.delay_ms=3000``."""
+    faults: dict[str, dict[str, float]] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        key, sep, value = item.partition("=")
+        lane, dot, knob = key.strip().partition(".")
+        if not sep or not dot or lane not in LANES or knob not in ("fail_rate", "delay_ms"):
+            raise SettingsError(f"QGATE_FAULTS: cannot read {item!r} (want lane.fail_rate=X or lane.delay_ms=N)")
+        try:
+            number = float(value)
+        except ValueError:
+            raise SettingsError(f"QGATE_FAULTS: {item!r} needs a number") from None
+        if number < 0 or (knob == "fail_rate" and number > 1):
+            raise SettingsError(f"QGATE_FAULTS: {item!r} is out of range")
+        faults.setdefault(lane, {})[knob] = number
+    return {lane: LaneFault(fail_rate=v.get("fail_rate", 0.0), delay_ms=int(v.get("delay_ms", 0)))
+            for lane, v in faults.items()}
+
+
+def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    var_dir: Path = Path("var")
+    audit_path: Path = Path("var/audit/audit.log")
+    sync_threshold_ms: int = 1000
+    default_budget_ms: int = 5000
+    max_budget_ms: int = 3_600_000
+    max_body_bytes: int = 8 * 1024 * 1024
+    issuer: str = "qgate"
+    audience: str = "qgate-api"
+    token_ttl_s: int = 900
+    rate_limit_per_minute: int = 600
+    max_active_jobs_per_tenant: int = 1000
+    job_ttl_s: int = 7 * 24 * 3600
+    lease_grace_ms: int = 2000
+    worker_heartbeat_s: int = 5
+    faults: dict[str, LaneFault] = field(default_factory=dict)
+    qpu_backend: str = "fake_manila"
+    qpu_queue_delay_ms: int = 0
+    qpu_failure_rate: float = 0.0
+    sim_max_qubits: int = 24
+    standard_tier_max_usd: float = 0.0
+    qpu_price_per_task_usd: float = 0.0
+    qpu_price_per_shot_usd: float = 0.0
+    jwt_key_file: Path | None = None
+
+    @property
+    def signing_key_path(self) -> Path:
+        """The issuer's key: a shared ``QGATE_JWT_KEY_FILE`` when several ingress hosts must agree."""
+        return self.jwt_key_file or self.var_dir / "keys" / "jwt-es256.pem"
+
+    def fault(self, lane: str) -> LaneFault:
+        return self.faults.get(lane, LaneFault())
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        var_dir = Path(env.get("QGATE_VAR_DIR", "var"))
+        return cls(
+            redis_url=env.get("REDIS_URL") or cls.redis_url,
+            host=env.get("HOST") or cls.host,
+            port=_int(env, "PORT", cls.port, 1),
+            var_dir=var_dir,
+            audit_path=Path(env.get("QGATE_AUDIT_PATH") or var_dir / "audit" / "audit.log"),
+            sync_threshold_ms=_int(env, "QGATE_SYNC_THRESHOLD_MS", cls.sync_threshold_ms),
+            default_budget_ms=_int(env, "QGATE_DEFAULT_BUDGET_MS", cls.default_budget_ms, 1),
+            max_budget_ms=_int(env, "QGATE_MAX_BUDGET_MS", cls.max_budget_ms, 1),
+            max_body_bytes=_int(env, "QGATE_MAX_BODY_BYTES", cls.max_body_bytes, 1024),
+            issuer=env.get("QGATE_ISSUER") or cls.issuer,
+            audience=env.get("QGATE_AUDIENCE") or cls.audience,
+            token_ttl_s=_int(env, "QGATE_TOKEN_TTL_S", cls.token_ttl_s, 1),
+            rate_limit_per_minute=_int(env, "QGATE_RATE_LIMIT_PER_MINUTE", cls.rate_limit_per_minute),
+            max_active_jobs_per_tenant=_int(env, "QGATE_MAX_ACTIVE_JOBS", cls.max_active_jobs_per_tenant),
+            job_ttl_s=_int(env, "QGATE_JOB_TTL_S", cls.job_ttl_s, 60),
+            lease_grace_ms=_int(env, "QGATE_LEASE_GRACE_MS", cls.lease_grace_ms, 100),
+            worker_heartbeat_s=_int(env, "QGATE_WORKER_HEARTBEAT_S", cls.worker_heartbeat_s, 1),
+            faults=parse_faults(env.get("QGATE_FAULTS", "")),
+            qpu_backend=env.get("QGATE_QPU_BACKEND") or cls.qpu_backend,
+            qpu_queue_delay_ms=_int(env, "QGATE_QPU_QUEUE_DELAY_MS", cls.qpu_queue_delay_ms),
+            qpu_failure_rate=_float(env, "QGATE_QPU_FAILURE_RATE", cls.qpu_failure_rate),
+            sim_max_qubits=_int(env, "QGATE_SIM_MAX_QUBITS", cls.sim_max_qubits, 1),
+            standard_tier_max_usd=_float(env, "QGATE_STANDARD_TIER_MAX_USD", cls.standard_tier_max_usd),
+            qpu_price_per_task_usd=_float(env, "QGATE_QPU_PRICE_PER_TASK_USD", cls.qpu_price_per_task_usd),
+            qpu_price_per_shot_usd=_float(env, "QGATE_QPU_PRICE_PER_SHOT_USD", cls.qpu_price_per_shot_usd),
+            jwt_key_file=Path(env["QGATE_JWT_KEY_FILE"]) if env.get("QGATE_JWT_KEY_FILE") else None,
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, created once on first use."""
+    return Settings.from_env()

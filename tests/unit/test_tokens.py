@@ -1,0 +1,99 @@
+"""Token checks: only our asymmetric keys, right issuer and audience, unexpired, with a known kid."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from api.keys import load_signing_key
+from api.tokens import TokenError, TokenVerifier, issue_token, jwks_of
+
+
+@pytest.fixture
+def key(tmp_path: Path):
+    return load_signing_key(tmp_path / "keys" / "jwt.pem")
+
+
+@pytest.fixture
+def verifier(key) -> TokenVerifier:
+    return TokenVerifier(jwks_of(key), "qgate", "qgate-api")
+
+
+def _token(key, **overrides) -> str:
+    args = dict(issuer="qgate", audience="qgate-api", client_id="c1", tenant="acme",
+                scopes=["quantum:solve", "solver:sim"], ttl_s=60)
+    args.update(overrides)
+    return issue_token(key, **args)
+
+
+def test_key_is_created_owner_only_and_reused(tmp_path: Path, key) -> None:
+    path = tmp_path / "keys" / "jwt.pem"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert load_signing_key(path).kid == key.kid
+
+
+def test_key_readable_by_others_is_refused(tmp_path: Path, key) -> None:
+    path = tmp_path / "keys" / "jwt.pem"
+    path.chmod(0o644)
+    with pytest.raises(PermissionError):
+        load_signing_key(path)
+
+
+def test_valid_token_gives_the_principal(key, verifier) -> None:
+    principal = verifier.verify(_token(key))
+    assert principal.client_id == "c1" and principal.tenant == "acme"
+    assert principal.scopes == {"quantum:solve", "solver:sim"}
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"issuer": "evil"}, "wrong issuer"),
+    ({"audience": "other-api"}, "wrong audience"),
+    ({"now": time.time() - 3600}, "token expired"),
+])
+def test_wrong_claims_are_refused(key, verifier, overrides, message) -> None:
+    with pytest.raises(TokenError, match=message):
+        verifier.verify(_token(key, **overrides))
+
+
+def _claims() -> dict:
+    now = int(time.time())
+    return {"iss": "qgate", "aud": "qgate-api", "sub": "c1", "tenant": "acme", "scope": "quantum:solve",
+            "iat": now, "exp": now + 60}
+
+
+def test_alg_none_is_refused(key, verifier) -> None:
+    token = jwt.encode(_claims(), None, algorithm="none", headers={"kid": key.kid})
+    with pytest.raises(TokenError, match="not accepted"):
+        verifier.verify(token)
+
+
+def test_hs256_signed_with_the_public_key_is_refused(key, verifier) -> None:
+    """The classic confusion attack: HMAC keyed with the public key's bytes."""
+    token = jwt.encode(_claims(), "x" * 64, algorithm="HS256", headers={"kid": key.kid})
+    with pytest.raises(TokenError, match="not accepted"):
+        verifier.verify(token)
+
+
+def test_token_signed_by_another_key_is_refused(key, verifier) -> None:
+    other = ec.generate_private_key(ec.SECP256R1())
+    token = jwt.encode(_claims(), other, algorithm="ES256", headers={"kid": key.kid})
+    with pytest.raises(TokenError, match="invalid token"):
+        verifier.verify(token)
+
+
+def test_unknown_kid_and_garbage_are_refused(key, verifier) -> None:
+    with pytest.raises(TokenError, match="kid"):
+        verifier.verify(jwt.encode(_claims(), key.private_key, algorithm="ES256", headers={"kid": "nope"}))
+    with pytest.raises(TokenError, match="malformed"):
+        verifier.verify("not.a.token")
+
+
+def test_missing_tenant_claim_is_refused(key, verifier) -> None:
+    claims = _claims()
+    del claims["tenant"]
+    with pytest.raises(TokenError):
+        verifier.verify(jwt.encode(claims, key.private_key, algorithm="ES256", headers={"kid": key.kid}))
