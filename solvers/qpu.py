@@ -1,0 +1,364 @@
+"""The qpu lane: circuits on a quantum device through a provider adapter.
+
+`QpuAdapter` is the provider-facing interface (submit/poll/result/cancel plus calibration and price);
+`EmulatedQpu` implements it with a qiskit-ibm-runtime fake device: the device's coupling map, basis gates
+and calibration data, run on Aer with the device's noise model. `QpuCircuitSolver` is the lane's
+`Solver`: it transpiles, checks depth, submits, polls against the time limit and returns counts together
+with the calibration snapshot that produced them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+import random
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from solvers.aer import normalise_counts, simulator_seed
+from solvers.base import LaneLimits, Solution, SolverRefused, Verdict
+from solvers.capability import check_circuit, package_version
+from solvers.circuits import parse_qasm
+from solvers.problems import MAX_SHOTS, canonical_json
+
+JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
+TERMINAL_STATES = frozenset({"done", "failed", "cancelled"})
+
+
+class QpuError(Exception):
+    """The provider failed a job, cancelled it, or does not know it."""
+
+
+@dataclass(frozen=True)
+class Price:
+    """A device's price: a fixed charge per task plus a charge per shot, and where the figures come from."""
+
+    per_task_usd: float
+    per_shot_usd: float
+    basis: str
+
+
+# Prices by device name. Real adapters add their devices here (or pass ``price=``); fake devices are free.
+PRICES: dict[str, Price] = {
+    "emulated": Price(0.0, 0.0, "emulated device: no charge"),
+}
+
+
+class QpuAdapter(ABC):
+    """One quantum provider/device. Handles are opaque strings; ``poll`` returns one of `JOB_STATES`."""
+
+    price: Price = PRICES["emulated"]
+
+    @property
+    @abstractmethod
+    def name(self) -> str:
+        """The device name, e.g. ``fake_manila``."""
+
+    @property
+    def version(self) -> str:
+        return "unknown"
+
+    @abstractmethod
+    def transpile(self, circuit: Any, seed: int | None) -> Any:
+        """The circuit rewritten for the device's gates and couplings (an ISA circuit)."""
+
+    @abstractmethod
+    def submit(self, circuit: Any, shots: int, seed: int | None) -> str:
+        """Queue an ISA circuit; return the job handle."""
+
+    @abstractmethod
+    def poll(self, handle: str) -> str:
+        """The job's state: ``queued``, ``running``, ``done``, ``failed`` or ``cancelled``."""
+
+    @abstractmethod
+    def result(self, handle: str) -> dict[str, int]:
+        """Counts of a done job; raises `QpuError` for a failed, cancelled or unknown job."""
+
+    @abstractmethod
+    def cancel(self, handle: str) -> None:
+        """Ask the provider to drop the job (a no-op once it has finished)."""
+
+    @abstractmethod
+    def calibration_snapshot(self) -> dict[str, Any]:
+        """The device's current calibration, small enough to store with each result, with its sha256."""
+
+    @abstractmethod
+    def limits(self) -> LaneLimits:
+        """What the device accepts: qubits, transpiled depth, shots."""
+
+    def cost_estimate(self, shots: int) -> dict[str, Any]:
+        """Price of one task of ``shots`` shots from `price`."""
+        usd = self.price.per_task_usd + self.price.per_shot_usd * shots
+        return {"usd": round(usd, 6), "basis": self.price.basis}
+
+
+def resolve_fake_backend(name: str) -> Any:
+    """A qiskit-ibm-runtime fake V2 backend by its name (``fake_manila``).
+
+    Looked up among the fake backend classes rather than through ``FakeProviderForBackendV2``, which
+    instantiates every fake device (and warns about some) just to filter by name.
+    """
+    from qiskit_ibm_runtime import fake_provider
+    from qiskit_ibm_runtime.fake_provider.fake_backend import FakeBackendV2
+
+    for obj in vars(fake_provider).values():
+        if isinstance(obj, type) and issubclass(obj, FakeBackendV2) and \
+                getattr(obj, "backend_name", None) == name:
+            return obj()
+    raise ValueError(f"unknown fake backend {name!r}")
+
+
+def _num(value: Any, digits: int = 6) -> float | None:
+    """A float rounded to ``digits`` significant digits; None when missing or not finite (JSON-safe)."""
+    if value is None or not math.isfinite(value):
+        return None
+    return float(f"{value:.{digits}g}")
+
+
+def _summary(values: list[float]) -> dict[str, Any]:
+    return {"count": len(values), "mean": _num(sum(values) / len(values)),
+            "min": _num(min(values)), "max": _num(max(values))}
+
+
+@dataclass
+class _Job:
+    circuit: Any
+    shots: int
+    seed: int | None
+    submitted: float
+    fails: bool
+    state: str = "queued"
+    counts: dict[str, int] | None = None
+    error: str | None = None
+
+
+class EmulatedQpu(QpuAdapter):
+    """A fake IBM device run on Aer with its noise model.
+
+    Jobs stay ``queued`` for ``queue_delay_s`` after submission; the first ``poll`` after that runs the
+    simulation synchronously and reports ``done`` (or ``failed``, with probability ``failure_rate``,
+    drawn from an RNG seeded by ``failure_seed``). The backend and its noise model are built on first use
+    and cached per adapter.
+    """
+
+    max_jobs_kept = 256
+
+    def __init__(self, backend_name: str = "fake_manila", *, queue_delay_s: float = 0.0,
+                 failure_rate: float = 0.0, max_depth: int = 2000, failure_seed: int | None = None,
+                 price: Price | None = None) -> None:
+        if queue_delay_s < 0:
+            raise ValueError("queue_delay_s must be non-negative")
+        if not 0.0 <= failure_rate <= 1.0:
+            raise ValueError("failure_rate must be between 0 and 1")
+        self.backend_name = backend_name
+        self.queue_delay_s = queue_delay_s
+        self.failure_rate = failure_rate
+        self.max_depth = max_depth
+        self.price = price or PRICES["emulated"]
+        self._rng = random.Random(failure_seed)
+        self._lock = threading.Lock()
+        self._jobs: OrderedDict[str, _Job] = OrderedDict()
+        self._ids = itertools.count(1)
+
+    @property
+    def name(self) -> str:
+        return self.backend_name
+
+    @property
+    def version(self) -> str:
+        return f"qiskit-ibm-runtime {package_version('qiskit-ibm-runtime')}"
+
+    @cached_property
+    def backend(self) -> Any:
+        return resolve_fake_backend(self.backend_name)
+
+    @cached_property
+    def simulator(self) -> Any:
+        """AerSimulator carrying the device's noise model, target and coupling map."""
+        from qiskit_aer import AerSimulator
+
+        return AerSimulator.from_backend(self.backend)
+
+    def transpile(self, circuit: Any, seed: int | None) -> Any:
+        from qiskit.transpiler import generate_preset_pass_manager
+
+        manager = generate_preset_pass_manager(optimization_level=1, backend=self.backend,
+                                               seed_transpiler=simulator_seed(seed))
+        return manager.run(circuit)
+
+    def submit(self, circuit: Any, shots: int, seed: int | None) -> str:
+        handle = f"{self.backend_name}-{next(self._ids)}"
+        with self._lock:
+            fails = self._rng.random() < self.failure_rate
+            self._jobs[handle] = _Job(circuit, shots, seed, time.monotonic(), fails)
+            while len(self._jobs) > self.max_jobs_kept:
+                self._jobs.popitem(last=False)
+        return handle
+
+    def poll(self, handle: str) -> str:
+        with self._lock:
+            job = self._job(handle)
+            if job.state != "queued" or time.monotonic() - job.submitted < self.queue_delay_s:
+                return job.state
+            job.state = "running"
+        self._execute(job)
+        return job.state
+
+    def _execute(self, job: _Job) -> None:
+        if job.fails:
+            job.error, job.state = f"emulated provider failure on {self.backend_name}", "failed"
+            return
+        try:
+            run = self.simulator.run(job.circuit, shots=job.shots, seed_simulator=simulator_seed(job.seed))
+            result = run.result()
+        except Exception as exc:  # Aer raises assorted types; the caller sees one provider error
+            job.error, job.state = f"simulation error on {self.backend_name}: {exc}", "failed"
+            return
+        if not result.success:
+            job.error, job.state = f"simulation failed on {self.backend_name}: {result.status}", "failed"
+            return
+        job.counts, job.state = normalise_counts(result.get_counts(0)), "done"
+
+    def result(self, handle: str) -> dict[str, int]:
+        with self._lock:
+            job = self._job(handle)
+        if job.state == "done" and job.counts is not None:
+            return dict(job.counts)
+        if job.state == "failed":
+            raise QpuError(job.error or f"job {handle} failed")
+        raise QpuError(f"job {handle} is {job.state}, not done")
+
+    def cancel(self, handle: str) -> None:
+        with self._lock:
+            job = self._job(handle)
+            if job.state == "queued":
+                job.state = "cancelled"
+
+    def _job(self, handle: str) -> _Job:
+        try:
+            return self._jobs[handle]
+        except KeyError:
+            raise QpuError(f"unknown job {handle!r} on {self.backend_name}") from None
+
+    def limits(self) -> LaneLimits:
+        max_shots = self.backend.configuration().to_dict().get("max_shots") or MAX_SHOTS
+        return LaneLimits(max_qubits=self.backend.num_qubits, max_depth=self.max_depth,
+                          max_shots=min(int(max_shots), MAX_SHOTS))
+
+    def calibration_snapshot(self) -> dict[str, Any]:
+        return dict(self._calibration)
+
+    @cached_property
+    def _calibration(self) -> dict[str, Any]:
+        snapshot = device_calibration(self.backend)
+        snapshot["sha256"] = hashlib.sha256(canonical_json(snapshot)).hexdigest()
+        return snapshot
+
+
+def device_calibration(backend: Any) -> dict[str, Any]:
+    """A compact calibration record: per-qubit T1/T2 (µs) and readout error, per-gate error summaries."""
+    target = backend.target
+    props = backend.properties()
+    updated = getattr(props, "last_update_date", None)
+    qubit_props = target.qubit_properties or [None] * target.num_qubits
+    measure = target["measure"] if "measure" in target.operation_names else {}
+    qubits = []
+    for q in range(target.num_qubits):
+        qp = qubit_props[q]
+        readout = measure.get((q,)) if measure else None
+        qubits.append({
+            "qubit": q,
+            "t1_us": _num(qp.t1 * 1e6) if qp is not None and qp.t1 is not None else None,
+            "t2_us": _num(qp.t2 * 1e6) if qp is not None and qp.t2 is not None else None,
+            "readout_error": _num(readout.error) if readout is not None else None,
+        })
+    gates = {}
+    for name in sorted(target.operation_names):
+        errors = [p.error for p in target[name].values()
+                  if p is not None and p.error is not None and math.isfinite(p.error)]
+        if errors and name != "measure":
+            gates[name] = _summary(errors)
+    return {
+        "backend": backend.name,
+        "backend_version": str(getattr(backend, "backend_version", "")),
+        "num_qubits": target.num_qubits,
+        "last_update_date": updated.isoformat() if updated is not None else None,
+        "qubits": qubits,
+        "gate_errors": gates,
+    }
+
+
+class QpuCircuitSolver:
+    """The qpu lane's solver: one circuit, one adapter."""
+
+    lane = "qpu"
+    kinds = frozenset({"circuit"})
+
+    def __init__(self, adapter: QpuAdapter, *, poll_interval_s: float = 0.02) -> None:
+        self.adapter = adapter
+        self.poll_interval_s = poll_interval_s
+        self.id = f"qpu-{adapter.name}"
+        self.version = adapter.version
+
+    def can_solve(self, problem: Any, limits: LaneLimits) -> Verdict:
+        if problem.kind not in self.kinds:
+            return Verdict.no(f"unsupported: {self.id} does not solve '{problem.kind}'")
+        device = self.adapter.limits()
+        verdict = check_circuit(problem, limits, device_qubits=device.max_qubits, device=self.adapter.name)
+        if verdict.ok and device.max_shots is not None and problem.shots > device.max_shots:
+            return Verdict.no(f"capacity: {problem.shots} shots > {device.max_shots} on {self.adapter.name}")
+        return verdict
+
+    def solve(self, problem: Any, *, time_limit_s: float, seed: int | None) -> Solution:
+        deadline = time.monotonic() + time_limit_s
+        adapter = self.adapter
+        circuit = adapter.transpile(parse_qasm(problem.qasm).copy(), seed)
+        depth = circuit.depth()
+        max_depth = adapter.limits().max_depth
+        if max_depth is not None and depth > max_depth:
+            raise SolverRefused(f"capacity: depth {depth} > {max_depth} after transpiling to {adapter.name}")
+        handle = adapter.submit(circuit, problem.shots, seed)
+        submitted = time.monotonic()
+        state = self._wait(handle, deadline, time_limit_s)
+        if state != "done":
+            adapter.result(handle)  # raises the provider's QpuError for failed/cancelled jobs
+            raise QpuError(f"job {handle} ended {state}")
+        counts = adapter.result(handle)
+        details = {
+            "backend": adapter.name,
+            "job": handle,
+            "transpiled_depth": depth,
+            "layout": _physical_qubits(circuit),
+            "shots": problem.shots,
+            "seed": seed,
+            "queue_s": round(time.monotonic() - submitted, 4),
+            "cost": adapter.cost_estimate(problem.shots),
+        }
+        return Solution(result={"counts": counts}, details=details,
+                        calibration=adapter.calibration_snapshot())
+
+    def _wait(self, handle: str, deadline: float, time_limit_s: float) -> str:
+        while True:
+            state = self.adapter.poll(handle)
+            if state in TERMINAL_STATES:
+                return state
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.adapter.cancel(handle)
+                raise TimeoutError(f"job {handle} on {self.adapter.name} still {state} after the "
+                                   f"{time_limit_s:g} s time limit; cancelled")
+            time.sleep(min(self.poll_interval_s, remaining))
+
+
+def _physical_qubits(circuit: Any) -> list[int]:
+    """Device qubits holding the circuit's qubits at the end (after routing's swaps)."""
+    layout = getattr(circuit, "layout", None)
+    if layout is None:
+        return list(range(circuit.num_qubits))
+    return [int(q) for q in layout.final_index_layout()]

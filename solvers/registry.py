@@ -1,0 +1,91 @@
+"""Which solvers each lane runs, and how a problem is matched to one.
+
+Importing this module is cheap (no qiskit, PyVRP or PuLP): the lane modules are imported when a lane's
+solvers are first asked for, and `static_verdict` answers the planner from the kinds table and the
+lane's published limits alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from solvers.base import LaneLimits, Solver, Verdict
+from solvers.capability import SIM_DEFAULT_MAX_QUBITS, check_circuit, check_nodes, check_qubo_exact
+
+LANES = ("qpu", "sim", "heuristic")
+
+LANE_KINDS: dict[str, frozenset[str]] = {
+    "qpu": frozenset({"circuit"}),
+    "sim": frozenset({"circuit"}),
+    "heuristic": frozenset({"tsp", "cvrp", "assignment", "qubo"}),
+}
+
+
+def _unknown_lane(lane: str) -> str:
+    return f"unsupported: unknown lane '{lane}' (lanes: {', '.join(LANES)})"
+
+
+def _wrong_kind(lane: str, kind: str) -> str:
+    return f"unsupported: the {lane} lane does not solve '{kind}'"
+
+
+def lane_solvers(lane: str, **adapter_options: Any) -> list[Solver]:
+    """Fresh solver instances for ``lane``, in order of preference.
+
+    ``adapter_options`` go to the qpu lane's `EmulatedQpu` (backend_name, queue_delay_s, failure_rate,
+    max_depth, ...); other lanes take none.
+    """
+    if lane == "heuristic":
+        from solvers.heuristic import CbcAssignment, ExactQubo, PyVrpRouting
+
+        return [PyVrpRouting(), CbcAssignment(), ExactQubo()]
+    if lane == "sim":
+        from solvers.aer import AerCircuit
+
+        return [AerCircuit()]
+    if lane == "qpu":
+        from solvers.qpu import EmulatedQpu, QpuCircuitSolver
+
+        return [QpuCircuitSolver(EmulatedQpu(**adapter_options))]
+    raise ValueError(_unknown_lane(lane))
+
+
+def choose_solver(lane: str, problem: Any, limits: LaneLimits,
+                  solvers: list[Solver] | None = None) -> tuple[Solver | None, Verdict]:
+    """The first of ``solvers`` (default: the lane's) that takes ``problem``, or None and the reason.
+
+    When several solvers handle the kind but all refuse, the first refusal's reason is returned.
+    """
+    if lane not in LANES:
+        return None, Verdict.no(_unknown_lane(lane))
+    candidates = [s for s in (lane_solvers(lane) if solvers is None else solvers) if problem.kind in s.kinds]
+    if not candidates:
+        return None, Verdict.no(_wrong_kind(lane, problem.kind))
+    refusals = []
+    for solver in candidates:
+        verdict = solver.can_solve(problem, limits)
+        if verdict.ok:
+            return solver, verdict
+        refusals.append(verdict)
+    return None, refusals[0]
+
+
+def static_verdict(lane: str, problem: Any, limits: LaneLimits) -> Verdict:
+    """What `choose_solver` would say, without building any backend: for the HTTP ingress's planner.
+
+    Device-specific checks (a QPU's qubit count, depth after transpiling) need the device; the qpu
+    lane's workers publish them as ``limits`` and they are applied here from those limits only.
+    """
+    if lane not in LANES:
+        return Verdict.no(_unknown_lane(lane))
+    kind = problem.kind
+    if kind not in LANE_KINDS[lane]:
+        return Verdict.no(_wrong_kind(lane, kind))
+    if kind in ("tsp", "cvrp"):
+        return check_nodes(problem, limits)
+    if kind == "qubo":
+        return check_qubo_exact(problem)
+    if kind == "circuit":
+        default = SIM_DEFAULT_MAX_QUBITS if lane == "sim" else None
+        return check_circuit(problem, limits, default_max_qubits=default)
+    return Verdict.yes()
