@@ -1,0 +1,46 @@
+"""The objects a request needs, built once per app from the settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+import redis
+from flask import current_app
+
+from api.clients import ClientStore
+from api.keys import SigningKey, load_signing_key
+from api.tokens import TokenVerifier, jwks_of
+from jobs.connection import connect
+from jobs.store import JobStore
+from settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    redis: redis.Redis
+    blocking_redis: redis.Redis
+
+    @cached_property
+    def signing_key(self) -> SigningKey:
+        return load_signing_key(self.settings.signing_key_path)
+
+    @cached_property
+    def verifier(self) -> TokenVerifier:
+        return TokenVerifier(jwks_of(self.signing_key), self.settings.issuer, self.settings.audience)
+
+    @cached_property
+    def clients(self) -> ClientStore:
+        return ClientStore(self.redis)
+
+    @cached_property
+    def jobs(self) -> JobStore:
+        return JobStore(self.redis, self.settings.job_ttl_s)
+
+
+def services() -> Services:
+    return current_app.extensions["qgate"]
+
+
+def build_services(settings: Settings) -> Services:
+    return Services(settings, connect(settings.redis_url), connect(settings.redis_url, blocking=True))

@@ -1,0 +1,129 @@
+"""Jobs in Redis: every state change and its audit events are written in one MULTI/EXEC."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Callable
+
+import redis
+
+from audit.channel import emit
+from jobs.model import TERMINAL, Event
+from telemetry.metrics import count_events
+
+LEASES = "qgate:leases"
+Transition = Callable[..., tuple[dict[str, Any], list[Event]]]
+
+
+def job_key(job_id: str) -> str:
+    return f"qgate:job:{job_id}"
+
+
+def problem_key(job_id: str) -> str:
+    return f"qgate:job:{job_id}:problem"
+
+
+def done_key(job_id: str) -> str:
+    return f"qgate:job:{job_id}:done"
+
+
+def active_key(tenant: str) -> str:
+    return f"qgate:tenant:{tenant}:active"
+
+
+def idempotency_key(tenant: str, key: str) -> str:
+    return f"qgate:idem:{tenant}:{key}"
+
+
+class JobStore:
+    """Reads and atomically changes job records; the only code that writes them."""
+
+    def __init__(self, client: redis.Redis, ttl_s: int) -> None:
+        self.redis = client
+        self.ttl_s = ttl_s
+
+    def create(self, job: dict[str, Any], problem: dict[str, Any], events: list[Event]) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(job_key(job["job_id"]), json.dumps(job))
+        pipe.set(problem_key(job["job_id"]), json.dumps(problem))
+        pipe.sadd(active_key(job["tenant"]), job["job_id"])
+        self._emit(pipe, job, events)
+        pipe.execute()
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        raw = self.redis.get(job_key(job_id))
+        return json.loads(raw) if raw else None
+
+    def problem(self, job_id: str) -> dict[str, Any] | None:
+        raw = self.redis.get(problem_key(job_id))
+        return json.loads(raw) if raw else None
+
+    def active_count(self, tenant: str) -> int:
+        return int(self.redis.scard(active_key(tenant)))
+
+    def claim_idempotency(self, tenant: str, key: str, body_hash: str, job_id: str) -> tuple[str, str] | None:
+        """Bind ``key`` to this job; if already bound, return the (job id, body hash) it was bound to."""
+        name = idempotency_key(tenant, key)
+        if self.redis.set(name, f"{job_id} {body_hash}", nx=True, ex=self.ttl_s):
+            return None
+        existing = self.redis.get(name) or " "
+        bound_job, _, bound_hash = existing.partition(" ")
+        return bound_job, bound_hash
+
+    def release_idempotency(self, tenant: str, key: str) -> None:
+        self.redis.delete(idempotency_key(tenant, key))
+
+    def transition(self, job_id: str, change: Transition, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Apply ``change(job, *args)`` under optimistic locking; raises model.Conflict or KeyError."""
+        key = job_key(job_id)
+        with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.get(key)
+                    if raw is None:
+                        raise KeyError(job_id)
+                    job, events = change(json.loads(raw), *args, **kwargs)
+                    pipe.multi()
+                    self._write(pipe, job, events)
+                    pipe.execute()
+                    return job
+                except redis.WatchError:
+                    continue
+
+    def _write(self, pipe: Any, job: dict[str, Any], events: list[Event]) -> None:
+        job_id = job["job_id"]
+        pipe.set(job_key(job_id), json.dumps(job))
+        current = job.get("current")
+        if current:
+            pipe.zadd(LEASES, {job_id: current["lease_until"]})
+        else:
+            pipe.zrem(LEASES, job_id)
+        if job["status"] in TERMINAL:
+            pipe.srem(active_key(job["tenant"]), job_id)
+            pipe.expire(job_key(job_id), self.ttl_s)
+            pipe.expire(problem_key(job_id), self.ttl_s)
+            pipe.rpush(done_key(job_id), job["status"])
+            pipe.expire(done_key(job_id), 300)
+        self._emit(pipe, job, events)
+
+    @staticmethod
+    def _emit(pipe: Any, job: dict[str, Any], events: list[Event]) -> None:
+        for event_type, data in events:
+            emit(pipe, event_type, job_id=job["job_id"], tenant=job["tenant"], **data)
+        count_events(pipe, events)
+
+    def wait_until_finished(self, job_id: str, timeout_s: float, blocking: redis.Redis) -> dict[str, Any] | None:
+        """Wait up to ``timeout_s`` for the job to end; return it as it then stands."""
+        end = time.monotonic() + timeout_s
+        while True:
+            job = self.get(job_id)
+            left = end - time.monotonic()
+            if job is None or job["status"] in TERMINAL or left <= 0:
+                return job
+            blocking.blpop([done_key(job_id)], timeout=min(left, 1.0))
+
+    def due_leases(self, now: float, limit: int = 100) -> list[str]:
+        return list(self.redis.zrangebyscore(LEASES, "-inf", now, start=0, num=limit))
+

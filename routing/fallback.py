@@ -1,0 +1,83 @@
+"""What happens after an attempt ends: succeed, fall back to the next lane, or end the job with a reason.
+
+Each function here is one transition for ``JobStore.transition``: closing an attempt and starting the
+next one are a single atomic change, so there is never a moment when a crash leaves a live job with
+neither an attempt in flight nor an end.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from jobs import model
+from jobs.model import Event
+from routing.budget import attempt_time_limit_ms, worth_starting
+from routing.plan import lanes_to_try
+
+Changed = tuple[dict[str, Any], list[Event]]
+
+
+def next_step(job: dict[str, Any], lease_grace_ms: int, now: float | None = None) -> Changed:
+    """Dispatch the next untried lane of the plan with its share of the budget, or fail the job."""
+    now = time.time() if now is None else now
+    tried = {a["lane"] for a in job["attempts"]}
+    lanes = [lane for lane in lanes_to_try(job["plan"]) if lane not in tried]
+    events: list[Event] = []
+    while lanes:
+        lane, later = lanes[0], len(lanes) - 1
+        remaining_ms = (job["deadline"] - now) * 1000
+        limit_ms = attempt_time_limit_ms(remaining_ms, later)
+        if worth_starting(limit_ms):
+            job, dispatched = model.dispatch(job, lane, limit_ms, lease_grace_ms, now)
+            return job, events + dispatched
+        if later == 0:
+            break
+        job, skipped = model.skip_lane(job, lane, f"budget: {max(0, int(remaining_ms))} ms left, "
+                                                  f"kept for the lanes after {lane}")
+        events += skipped
+        lanes = lanes[1:]
+    job, failed = model.fail(job, failure_reason(job, now))
+    return job, events + failed
+
+
+def failure_reason(job: dict[str, Any], now: float) -> str:
+    """One sentence naming why each lane did not answer."""
+    tried = "; ".join(f"{a['lane']} {a['outcome']}: {a['reason']}" for a in job["attempts"])
+    if (job["deadline"] - now) * 1000 < 1:
+        head = f"latency budget of {job['latency_budget_ms']} ms exhausted"
+    else:
+        head = "no lane could answer"
+    return f"{head}" + (f" ({tried})" if tried else "")
+
+
+def conclude_attempt(job: dict[str, Any], attempt: int, outcome: str, reason: str, lease_grace_ms: int, *,
+                     solver: dict[str, Any] | None = None, result: dict[str, Any] | None = None,
+                     provenance: dict[str, Any] | None = None, now: float | None = None) -> Changed:
+    """Close attempt ``attempt``; on success end the job, otherwise move on down the plan."""
+    now = time.time() if now is None else now
+    job, events = model.finish_attempt(job, attempt, outcome, reason,
+                                       solver=(solver or {}).get("id"), now=now)
+    if outcome == "succeeded":
+        job, more = model.succeed(job, result or {}, solver or {}, provenance or {}, now)
+    else:
+        job, more = next_step(job, lease_grace_ms, now)
+    return job, events + more
+
+
+def expire_lease(job: dict[str, Any], lease_grace_ms: int, now: float | None = None) -> Changed:
+    """The watchdog's transition: the current attempt outlived its lease (worker lost, stalled, or the
+    lane's queue too slow), so it counts as timed out and the job moves on."""
+    now = time.time() if now is None else now
+    current = job.get("current")
+    if job["status"] in model.TERMINAL or not current or current["lease_until"] > now:
+        raise model.Conflict("no expired lease on this job")
+    where = "running" if current["started_at"] else "waiting in the queue"
+    reason = (f"lease expired after {current['limit_ms']} ms + grace while {where}: "
+              f"worker lost, stalled or lane over capacity")
+    return conclude_attempt(job, current["n"], "timeout", reason, lease_grace_ms, now=now)
+
+
+def start(job: dict[str, Any], lease_grace_ms: int, now: float | None = None) -> Changed:
+    """The first dispatch of a new job."""
+    return next_step(job, lease_grace_ms, now)

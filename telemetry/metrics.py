@@ -1,0 +1,71 @@
+"""Fleet-wide counters kept in Redis and exposed as Prometheus text.
+
+Jobs are handled by many processes on many hosts (gunicorn workers, Celery workers), so the counters live
+in one Redis hash that every process increments inside the same MULTI as the state change they count;
+``/metrics`` on any ingress then reports the whole fleet, with no per-process scrape targets.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from settings import LANES
+
+COUNTERS = "qgate:metrics:counters"
+SEP = "|"
+
+
+def count_events(pipe: Any, events: Iterable[tuple[str, dict[str, Any]]]) -> None:
+    """Increment the counters that job events stand for."""
+    for event_type, data in events:
+        if event_type.startswith("attempt.") and "outcome" in data:
+            pipe.hincrby(COUNTERS, SEP.join(("attempts", data["lane"], data["outcome"])), 1)
+        elif event_type == "job.fallback":
+            pipe.hincrby(COUNTERS, SEP.join(("fallbacks", data["from"], data["to"])), 1)
+        elif event_type in ("job.succeeded", "job.failed", "job.cancelled"):
+            lane = (data.get("solver") or {}).get("lane", "none")
+            pipe.hincrby(COUNTERS, SEP.join(("jobs", lane, event_type.split(".")[1])), 1)
+        elif event_type == "job.accepted":
+            pipe.hincrby(COUNTERS, SEP.join(("accepted", data.get("kind", "?"))), 1)
+
+
+def count_request(client: Any, method: str, route: str, status: int) -> None:
+    client.hincrby(COUNTERS, SEP.join(("requests", method, route, str(status))), 1)
+
+
+class RedisCollector(Collector):
+    """Reads the shared counters, queue depths and live workers at scrape time."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def collect(self) -> Iterator[Any]:
+        counters = self.client.hgetall(COUNTERS)
+        families = {
+            "requests": CounterMetricFamily("qgate_http_requests", "HTTP requests handled",
+                                            labels=["method", "route", "status"]),
+            "accepted": CounterMetricFamily("qgate_jobs_accepted", "Jobs accepted", labels=["kind"]),
+            "jobs": CounterMetricFamily("qgate_jobs_finished", "Jobs finished, by final lane and outcome",
+                                        labels=["lane", "outcome"]),
+            "attempts": CounterMetricFamily("qgate_attempts", "Lane attempts, by lane and outcome",
+                                            labels=["lane", "outcome"]),
+            "fallbacks": CounterMetricFamily("qgate_fallbacks", "Fallbacks from one lane to the next",
+                                             labels=["from_lane", "to_lane"]),
+        }
+        for field, value in counters.items():
+            name, *labels = field.split(SEP)
+            family = families.get(name)
+            if family is not None and len(labels) == len(family._labelnames):
+                family.add_metric(labels, float(value))
+        yield from families.values()
+        depth = GaugeMetricFamily("qgate_queue_depth", "Messages waiting on each lane queue", labels=["lane"])
+        workers = GaugeMetricFamily("qgate_lane_workers", "Live workers per lane", labels=["lane"])
+        for lane in LANES:
+            depth.add_metric([lane], float(self.client.llen(lane)))
+            live = sum(1 for _ in self.client.scan_iter(match=f"qgate:lane:{lane}:worker:*", count=100))
+            workers.add_metric([lane], float(live))
+        yield depth
+        yield workers

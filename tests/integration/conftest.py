@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from tests.integration.stack import Stack
+
+ALL_SCOPES = "quantum:solve solver:qpu solver:sim solver:heuristic tier:premium audit:read ops:read"
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    running = Stack(Path(tmp_path_factory.mktemp("stack")))
+    try:
+        running.start()
+    except Exception:
+        running.stop()
+        raise
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def client(stack: Stack) -> dict[str, Any]:
+    return stack.create_client("acme", ALL_SCOPES)
+
+
+@pytest.fixture(scope="session")
+def token(stack: Stack, client: dict[str, Any]) -> str:
+    return stack.token(client)
+
+
+@pytest.fixture(autouse=True)
+def _show_logs_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed and "stack" in request.fixturenames:
+        running: Stack = request.getfixturevalue("stack")
+        for proc in [running.web, *running.workers.values(), running.audit, running.watchdog]:
+            if proc is not None:
+                print(f"--- {proc.name} ---\n{proc.tail(30)}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)

@@ -1,0 +1,135 @@
+"""One lane attempt, from start to its atomic conclusion. Shared by the lane task modules."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from functools import lru_cache
+from typing import Any
+
+import structlog
+from celery.exceptions import SoftTimeLimitExceeded
+
+from audit.channel import emit
+from jobs import model
+from jobs.connection import get_redis
+from jobs.store import JobStore
+from routing import fallback
+from settings import get_settings
+from solvers.base import LaneLimits, SolverRefused
+from solvers.objective import score
+from solvers.problems import parse_problem
+from solvers.registry import choose_solver, lane_solvers
+from workers.dispatch import enqueue_current
+
+log = structlog.get_logger("qgate.worker")
+SOLVE_MARGIN_S = 0.05
+
+
+class InjectedFault(Exception):
+    """A failure drawn from QGATE_FAULTS, for drills and tests."""
+
+
+@lru_cache(maxsize=1)
+def job_store() -> JobStore:
+    return JobStore(get_redis(), get_settings().job_ttl_s)
+
+
+@lru_cache(maxsize=None)
+def solvers_for(lane: str) -> list[Any]:
+    """The lane's solvers, built once per worker process (the QPU adapter caches its noise model)."""
+    settings = get_settings()
+    if lane == "qpu":
+        return lane_solvers(lane, backend_name=settings.qpu_backend,
+                            queue_delay_s=settings.qpu_queue_delay_ms / 1000,
+                            failure_rate=settings.qpu_failure_rate)
+    return lane_solvers(lane)
+
+
+def lane_limits(lane: str) -> LaneLimits:
+    """What this worker's lane can hold, as published in its heartbeat."""
+    settings = get_settings()
+    if lane == "qpu":
+        return solvers_for(lane)[0].adapter.limits()
+    if lane == "sim":
+        return LaneLimits(max_qubits=settings.sim_max_qubits)
+    return LaneLimits()
+
+
+def _apply_fault(lane: str) -> None:
+    fault = get_settings().fault(lane)
+    if fault.delay_ms:
+        time.sleep(fault.delay_ms / 1000)
+    if fault.fail_rate and random.random() < fault.fail_rate:
+        raise InjectedFault(f"injected fault: {lane}.fail_rate={fault.fail_rate}")
+
+
+def run_attempt(lane: str, job_id: str, attempt: int, worker: str) -> str:
+    """Run attempt ``attempt`` of ``job_id`` on ``lane``; returns its outcome (or ``stale``)."""
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(job_id=job_id, lane=lane, attempt=attempt)
+    store = job_store()
+    try:
+        job = store.transition(job_id, model.start_attempt, attempt, worker)
+    except (model.Conflict, KeyError) as exc:
+        log.info("attempt_stale", reason=str(exc))
+        return "stale"
+    structlog.contextvars.bind_contextvars(tenant=job["tenant"])
+    log.info("attempt_started")
+    outcome, reason, solver_info, result, provenance = _solve(lane, job_id, job)
+    settings = get_settings()
+    try:
+        job = store.transition(job_id, fallback.conclude_attempt, attempt, outcome, reason,
+                               settings.lease_grace_ms, solver=solver_info, result=result, provenance=provenance)
+    except (model.Conflict, KeyError) as exc:
+        log.info("attempt_discarded", outcome=outcome, reason=str(exc))
+        return "stale"
+    log.info("attempt_finished", outcome=outcome, reason=reason, status=job["status"])
+    enqueue_current(job)
+    return outcome
+
+
+def _solve(lane: str, job_id: str, job: dict[str, Any]) -> tuple[str, str, Any, Any, Any]:
+    """Returns (outcome, reason, solver info, scored result, provenance additions)."""
+    solver_info = None
+    try:
+        _apply_fault(lane)
+        problem = parse_problem(job_store().problem(job_id))
+        solver, verdict = choose_solver(lane, problem, lane_limits(lane), solvers_for(lane))
+        if solver is None:
+            return "skipped", verdict.reason, None, None, None
+        solver_info = {"lane": lane, "id": solver.id, "version": solver.version}
+        time_left = job["current"]["deadline"] - time.time() - SOLVE_MARGIN_S
+        if time_left <= 0:
+            return "timeout", "the attempt's budget share was spent waiting in the queue", solver_info, None, None
+        seed = job["request"].get("seed")
+        solution = solver.solve(problem, time_limit_s=time_left, seed=seed)
+        result = score(problem, solution.result)
+        provenance = {"seed": solution.details.get("seed", seed), "solver_details": solution.details,
+                      "calibration": _record_calibration(job, solution.calibration)}
+        return "succeeded", "", solver_info, result, provenance
+    except SoftTimeLimitExceeded:
+        return "timeout", f"soft time limit of {job['current']['limit_ms']} ms reached", solver_info, None, None
+    except SolverRefused as exc:
+        return "skipped", str(exc), solver_info, None, None
+    except TimeoutError as exc:
+        return "timeout", str(exc) or "the solver ran out of time", solver_info, None, None
+    except InjectedFault as exc:
+        return "failed", str(exc), solver_info, None, None
+    except Exception as exc:  # any solver error ends this attempt, never the job: the next lane takes over
+        log.exception("attempt_error")
+        return "failed", f"{type(exc).__name__}: {exc}"[:500], solver_info, None, None
+
+
+def _record_calibration(job: dict[str, Any], snapshot: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Store a QPU calibration snapshot once (audited once) and reference it from the job by hash."""
+    if not snapshot:
+        return None
+    digest = snapshot.get("sha256") or ""
+    key = f"qgate:calibration:{digest}"
+    redis = get_redis()
+    if redis.set(key, json.dumps(snapshot), nx=True):
+        emit(redis, "calibration.recorded", job_id=job["job_id"], tenant=job["tenant"], snapshot=snapshot)
+    return {"sha256": digest, "backend": snapshot.get("backend"),
+            "last_update_date": snapshot.get("last_update_date")}
