@@ -1,0 +1,137 @@
+"""Benchmarks through the whole running stack, reported as ratios measured side by side in one run.
+
+1. Sync fast path: p50/p99 of a 20-node tsp through HTTP → ingress → Redis → Celery → PyVRP → back,
+   against the same solver called in-process on the same problem and budget: the gap is the gateway's
+   overhead.
+2. Async submits per second (202s) against GET /healthz on the same gunicorn setup.
+
+Usage: python -m bench.run [--sync N] [--async-seconds S] [--threads T]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import requests
+
+from solvers.heuristic import PyVrpRouting
+from solvers.problems import parse_problem
+from tests.integration.stack import Stack
+
+ALL_SCOPES = "quantum:solve solver:qpu solver:sim solver:heuristic"
+
+
+def tsp(n: int, seed: int) -> dict[str, Any]:
+    rng = random.Random(seed)
+    return {"kind": "tsp", "locations": [[rng.uniform(0, 100), rng.uniform(0, 100)] for _ in range(n)]}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def in_process(problems: list[dict[str, Any]], budget_s: float) -> list[float]:
+    solver = PyVrpRouting()
+    solver.solve(parse_problem(problems[0]), time_limit_s=budget_s, seed=1)  # warm, as the workers are
+    times = []
+    for data in problems:
+        started = time.perf_counter()
+        solver.solve(parse_problem(data), time_limit_s=budget_s, seed=1)
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def through_gateway(stack: Stack, token: str, problems: list[dict[str, Any]], budget_ms: int) -> tuple[list[float], int]:
+    session = requests.Session()
+    headers = stack.headers(token, budget_ms)
+    times, failures = [], 0
+    for data in problems:
+        started = time.perf_counter()
+        reply = session.post(stack.url + "/api/v1/quantum/solve", json={"problem": data, "seed": 1},
+                             headers=headers, timeout=30)
+        times.append((time.perf_counter() - started) * 1000)
+        failures += reply.status_code != 200
+    return times, failures
+
+
+def rate(call: Callable[[requests.Session], bool], seconds: float, threads: int) -> tuple[float, int]:
+    """Requests per second from ``threads`` clients for ``seconds``; bounded in time and count."""
+    done, errors = [0], [0]
+    lock = threading.Lock()
+    end = time.monotonic() + seconds
+
+    def client() -> None:
+        session = requests.Session()
+        while time.monotonic() < end:
+            ok = call(session)
+            with lock:
+                done[0] += 1
+                errors[0] += not ok
+    workers = [threading.Thread(target=client) for _ in range(threads)]
+    started = time.monotonic()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return done[0] / (time.monotonic() - started), errors[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sync", type=int, default=60, help="sync requests (and in-process solves)")
+    parser.add_argument("--async-seconds", type=float, default=8.0)
+    parser.add_argument("--threads", type=int, default=8)
+    args = parser.parse_args()
+    report: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        stack = Stack(Path(tmp), QGATE_RATE_LIMIT_PER_MINUTE="0", QGATE_MAX_ACTIVE_JOBS="100000").start()
+        try:
+            token = stack.token(stack.create_client("bench", ALL_SCOPES))
+            problems = [tsp(20, seed) for seed in range(args.sync)]
+            through_gateway(stack, token, problems[:5], 1000)  # warm the path
+            local = in_process(problems, 0.9)
+            remote, failures = through_gateway(stack, token, problems, 1000)
+            report["sync_tsp20"] = {
+                "requests": len(remote), "non_200": failures,
+                "gateway_p50_ms": round(statistics.median(remote), 1),
+                "gateway_p99_ms": round(percentile(remote, 0.99), 1),
+                "in_process_p50_ms": round(statistics.median(local), 1),
+                "in_process_p99_ms": round(percentile(local, 0.99), 1),
+                "overhead_p50_ms": round(statistics.median(remote) - statistics.median(local), 1),
+            }
+            small = {"problem": tsp(5, 0)}
+            solve_headers = stack.headers(token, 60_000)
+
+            def submit(session: requests.Session) -> bool:
+                return session.post(stack.url + "/api/v1/quantum/solve", json=small, headers=solve_headers,
+                                    timeout=30).status_code == 202
+
+            def healthz(session: requests.Session) -> bool:
+                return session.get(stack.url + "/healthz", timeout=30).status_code == 200
+
+            trivial_rps, _ = rate(healthz, args.async_seconds, args.threads)
+            submit_rps, submit_errors = rate(submit, args.async_seconds, args.threads)
+            report["async_submit"] = {
+                "threads": args.threads, "seconds": args.async_seconds,
+                "submits_per_s": round(submit_rps, 1), "submit_errors": submit_errors,
+                "healthz_per_s": round(trivial_rps, 1), "ratio": round(submit_rps / trivial_rps, 3),
+            }
+        finally:
+            stack.stop()
+    out = Path("bench/results")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "pipeline.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
