@@ -17,9 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: install
-	@scripts/ensure-redis
-	@mkdir -p var/audit var/keys && chmod 700 var/keys
-	PATH="$(CURDIR)/$(BIN):$$PATH" exec $(BIN)/honcho start -f Procfile -p $(PORT)
+	@scripts/run
 
 test: install
 	@scripts/ensure-redis --binary
