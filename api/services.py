@@ -12,6 +12,7 @@ from api.keys import SigningKey, load_signing_key
 from api.tokens import TokenVerifier, jwks_of
 from jobs.connection import connect
 from jobs.store import JobStore
+from routing.health import LaneHealth
 from settings import Settings
 
 
@@ -32,6 +33,10 @@ class Services:
     @cached_property
     def clients(self) -> ClientStore:
         return ClientStore(self.redis)
+
+    @cached_property
+    def lane_health(self) -> LaneHealth:
+        return LaneHealth(self.redis)
 
     @cached_property
     def jobs(self) -> JobStore:

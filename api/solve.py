@@ -17,7 +17,6 @@ from api.services import services
 from jobs import model
 from routing import fallback
 from routing.estimates import lane_costs, job_cost_estimate
-from routing.health import lane_statuses
 from routing.plan import plan_lanes
 from solvers.problems import fingerprint, parse_problem
 from workers.dispatch import enqueue_current
@@ -111,7 +110,7 @@ def _accept(job_id: str, problem: Any, envelope: SolveRequest, budget_ms: int) -
         raise ApiError(429, f"quota: at most {settings.max_active_jobs_per_tenant} unfinished jobs per tenant",
                        headers={"Retry-After": "5"})
     costs = lane_costs(problem, settings)
-    plan = plan_lanes(problem, envelope.solver, principal.scopes, lane_statuses(svc.redis),
+    plan = plan_lanes(problem, envelope.solver, principal.scopes, svc.lane_health.statuses(),
                       cost_tier=envelope.cost_tier, lane_cost_usd=costs,
                       standard_tier_max_usd=settings.standard_tier_max_usd)
     _require_runnable(plan)

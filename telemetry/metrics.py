@@ -12,6 +12,7 @@ from typing import Any, Iterable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from routing.health import live_workers
 from settings import LANES
 
 COUNTERS = "qgate:metrics:counters"
@@ -63,9 +64,9 @@ class RedisCollector(Collector):
         yield from families.values()
         depth = GaugeMetricFamily("qgate_queue_depth", "Messages waiting on each lane queue", labels=["lane"])
         workers = GaugeMetricFamily("qgate_lane_workers", "Live workers per lane", labels=["lane"])
+        live = live_workers(self.client)
         for lane in LANES:
             depth.add_metric([lane], float(self.client.llen(lane)))
-            live = sum(1 for _ in self.client.scan_iter(match=f"qgate:lane:{lane}:worker:*", count=100))
-            workers.add_metric([lane], float(live))
+            workers.add_metric([lane], float(len(live[lane])))
         yield depth
         yield workers

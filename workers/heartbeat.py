@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 from celery import signals
 
-from routing.health import beat, heartbeat_key
+from routing.health import beat, leave
 from jobs.connection import get_redis
 from settings import LANES, get_settings
 
@@ -51,7 +51,7 @@ def _stop_beating(sender: Any, **_: Any) -> None:
     _stop.set()
     for lane in LANES:
         try:
-            get_redis().delete(heartbeat_key(lane, sender.hostname))
+            leave(get_redis(), lane, sender.hostname)
         except Exception:  # shutting down anyway; the key expires on its own
             pass
 

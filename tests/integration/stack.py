@@ -156,7 +156,8 @@ class Stack:
 
     def _worker_beating(self, lane: str, name: str) -> bool:
         assert self.workers[lane].alive(), self.workers[lane].tail()
-        return bool(self.redis().exists(f"qgate:lane:{lane}:worker:{name}"))
+        score = self.redis().zscore(f"qgate:lane:{lane}:alive", name)
+        return score is not None and score > time.time()
 
     def stop_worker(self, lane: str) -> None:
         self.workers.pop(lane).stop()

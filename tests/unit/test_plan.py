@@ -58,4 +58,5 @@ def test_lane_health_comes_from_heartbeats() -> None:
     beat(redis, "qpu", "qpu@b", LaneLimits(max_qubits=27), interval_s=5)
     status = lane_statuses(redis)
     assert status["qpu"].alive and status["qpu"].limits.max_qubits == 27 and not status["sim"].alive
-    assert 0 < redis.ttl("qgate:lane:qpu:worker:qpu@a") <= 15
+    beat(redis, "sim", "sim@old", LaneLimits(), interval_s=5, now=0)  # three beats missed long ago
+    assert not lane_statuses(redis)["sim"].alive
