@@ -22,17 +22,66 @@ def _clients_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verifiers(vkeys: list[str] | None) -> list:
+    """Public keys from --key VKEY arguments, or else from the local keyring."""
+    from audit.keys import Keyring
+    from audit.note import parse_vkey
+    from settings import get_settings
+
+    if vkeys:
+        return [parse_vkey(vkey) for vkey in vkeys]
+    settings = get_settings()
+    return [parse_vkey(info.as_public()["vkey"]) for info in Keyring(settings.audit_keys_dir, settings.audit_origin).keys()]
+
+
 def _audit_verify(args: argparse.Namespace) -> int:
+    from audit.checkpoints import checkpoint_body
+    from audit.keys import public_keys_by_kid
+    from audit.note import open_note, parse_checkpoint
     from audit.verify import verify_file
     from settings import get_settings
 
     path = Path(args.log) if args.log else get_settings().audit_path
-    result = verify_file(path)
+    verifiers = _verifiers(args.key)
+    checkpoints = []
+    for file in args.checkpoint or []:
+        text = Path(file).read_text()
+        body = open_note(text, verifiers).body if verifiers else checkpoint_body(text)
+        checkpoints.append(parse_checkpoint(body))
+    keys = public_keys_by_kid(verifiers) if verifiers else None
+    result = verify_file(path, keys, checkpoints)
     print(json.dumps(result.as_dict()))
     if not result.valid:
-        print(f"qgate: audit log {path} is NOT intact: first bad entry at seq {result.first_bad_seq}: "
-              f"{result.reason}", file=sys.stderr)
+        where = f"first bad entry at seq {result.first_bad_seq}: " if result.first_bad_seq is not None else ""
+        print(f"qgate: audit log {path} is NOT intact: {where}{result.reason}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _audit_verify_receipt(args: argparse.Namespace) -> int:
+    from audit.receipt import ReceiptError, verify_receipt
+    from audit.note import parse_vkey
+
+    try:
+        receipt = json.loads(Path(args.file).read_text())
+        count = verify_receipt(receipt, [parse_vkey(vkey) for vkey in args.key])
+    except (ReceiptError, ValueError) as exc:
+        print(f"qgate: receipt does NOT verify: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"valid": True, "job_id": receipt["job_id"], "entries": count}))
+    return 0
+
+
+def _audit_keys(args: argparse.Namespace) -> int:
+    from audit.keys import Keyring
+    from settings import get_settings
+
+    settings = get_settings()
+    keyring = Keyring(settings.audit_keys_dir, settings.audit_origin)
+    if args.action == "rotate":
+        signer = keyring.rotate()
+        print(json.dumps({"rotated": True, "kid": signer.kid}))
+    print(json.dumps({"keys": [info.as_public() for info in keyring.keys()]}))
     return 0
 
 
@@ -65,7 +114,19 @@ def build_parser() -> argparse.ArgumentParser:
     audit = commands.add_parser("audit", help="the audit log").add_subparsers(dest="action", required=True)
     verify = audit.add_parser("verify", help="check the hash chain; exit 1 naming the first bad entry")
     verify.add_argument("--log", help="path of the log (default: QGATE_AUDIT_PATH)")
+    verify.add_argument("--checkpoint", action="append", metavar="FILE",
+                        help="a signed checkpoint the log's first N entries must hash to (repeatable)")
+    verify.add_argument("--key", action="append", metavar="VKEY",
+                        help="a verifier key (name+id+key) for signatures (default: the local keyring)")
     verify.set_defaults(func=_audit_verify)
+    receipt = audit.add_parser("verify-receipt", help="check a saved job receipt offline")
+    receipt.add_argument("file")
+    receipt.add_argument("--key", action="append", required=True, metavar="VKEY")
+    receipt.set_defaults(func=_audit_verify_receipt)
+    keys = audit.add_parser("keys", help="audit signing keys").add_subparsers(dest="action", required=True)
+    keys.add_parser("rotate", help="start a new signing key; old signatures keep verifying").set_defaults(
+        func=_audit_keys)
+    keys.add_parser("list", help="list signing keys").set_defaults(func=_audit_keys)
 
     commands.add_parser("watchdog", help="run the lease watchdog").set_defaults(func=_watchdog)
     commands.add_parser("audit-worker", help="run the audit writer").set_defaults(func=_audit_worker)

@@ -95,11 +95,18 @@ class Settings:
     qpu_price_per_task_usd: float = 0.0
     qpu_price_per_shot_usd: float = 0.0
     jwt_key_file: Path | None = None
+    audit_origin: str = "qgate.local/audit"
+    checkpoint_seconds: float = 5.0
+    audit_key_file: Path | None = None
 
     @property
     def signing_key_path(self) -> Path:
         """The issuer's key: a shared ``QGATE_JWT_KEY_FILE`` when several ingress hosts must agree."""
         return self.jwt_key_file or self.var_dir / "keys" / "jwt-es256.pem"
+
+    @property
+    def audit_keys_dir(self) -> Path:
+        return self.var_dir / "keys" / "audit"
 
     def fault(self, lane: str) -> LaneFault:
         return self.faults.get(lane, LaneFault())
@@ -135,6 +142,9 @@ class Settings:
             qpu_price_per_task_usd=_float(env, "QGATE_QPU_PRICE_PER_TASK_USD", cls.qpu_price_per_task_usd),
             qpu_price_per_shot_usd=_float(env, "QGATE_QPU_PRICE_PER_SHOT_USD", cls.qpu_price_per_shot_usd),
             jwt_key_file=Path(env["QGATE_JWT_KEY_FILE"]) if env.get("QGATE_JWT_KEY_FILE") else None,
+            audit_origin=env.get("QGATE_AUDIT_ORIGIN") or cls.audit_origin,
+            checkpoint_seconds=_float(env, "QGATE_CHECKPOINT_SECONDS", cls.checkpoint_seconds),
+            audit_key_file=Path(env["QGATE_AUDIT_KEY_FILE"]) if env.get("QGATE_AUDIT_KEY_FILE") else None,
         )
 
 

@@ -1,18 +1,58 @@
-"""Audit read endpoints: verify the whole chain, list one job's entries."""
+"""Audit endpoints: chain verification, a job's entries, checkpoints, keys, proofs, receipts, entry ranges.
+
+Hashes are base64 (standard alphabet). The endpoints read the log's files directly, so they are served
+by ingress processes on the host that keeps the log.
+"""
 
 from __future__ import annotations
 
+import base64
+import time
 from typing import Any
 
-from flask import Blueprint, g, jsonify
+from flask import Blueprint, Response, g, jsonify, request
 
 from api.auth import require
 from api.errors import ApiError
 from api.services import services
-from audit.reader import job_entries
+from audit.chain import AuditPaths
+from audit.channel import job_index_key
+from audit.checkpoints import CheckpointStore, checkpoint_body
+from audit.entry import decode_line
+from audit.keys import KeyInfo, Keyring, signer_from_file
+from audit.note import parse_checkpoint
+from audit.reader import AuditReader, job_entries
 from audit.verify import verify_file
 
 bp = Blueprint("audit", __name__)
+MAX_ENTRIES = 1000
+RECEIPT_WAIT_FACTOR = 2.5
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _int_arg(name: str) -> int:
+    raw = request.args.get(name, "")
+    if not raw.isdigit():
+        raise ApiError(400, f"query parameter '{name}' must be a non-negative integer")
+    return int(raw)
+
+
+def _reader() -> AuditReader:
+    path = services().settings.audit_path
+    if not path.exists():
+        raise ApiError(404, "the audit log has no entries yet")
+    return AuditReader(path)
+
+
+def _checkpoints() -> CheckpointStore:
+    return CheckpointStore(AuditPaths(services().settings.audit_path).checkpoints)
+
+
+def _is_admin() -> bool:
+    return "audit:admin" in g.principal.scopes
 
 
 @bp.get("/api/v1/audit/verify")
@@ -24,7 +64,102 @@ def verify() -> Any:
 @bp.get("/api/v1/audit/jobs/<job_id>")
 @require("audit:read")
 def entries_of_job(job_id: str) -> Any:
-    entries = [e for e in job_entries(services().settings.audit_path, job_id)]
+    entries = list(job_entries(services().settings.audit_path, job_id))
     if not entries or any(e.get("tenant") != g.principal.tenant for e in entries):
         raise ApiError(404, "no audit entries for this job")
     return jsonify({"job_id": job_id, "entries": entries})
+
+
+@bp.get("/api/v1/audit/checkpoint")
+@require("audit:read")
+def checkpoint() -> Any:
+    note = _checkpoints().latest()
+    if note is None:
+        raise ApiError(404, "no checkpoint has been cut yet")
+    return Response(note, mimetype="text/plain; charset=utf-8")
+
+
+@bp.get("/api/v1/audit/keys")
+@require("audit:read")
+def keys() -> Any:
+    settings = services().settings
+    if settings.audit_key_file:
+        signer = signer_from_file(settings.audit_key_file, settings.audit_origin)
+        infos = [KeyInfo(signer.kid, signer.name, _b64(signer.public_key), 0.0)]
+    else:
+        infos = Keyring(settings.audit_keys_dir, settings.audit_origin).keys()
+    return jsonify({"keys": [info.as_public() for info in infos]})
+
+
+@bp.get("/api/v1/audit/proof/inclusion")
+@require("audit:read")
+def inclusion_proof() -> Any:
+    index, size = _int_arg("index"), _int_arg("size")
+    with _reader() as reader:
+        if size > reader.tree.size or size == 0:
+            raise ApiError(404, f"no tree of size {size}: the log holds {reader.tree.size} entries")
+        if index >= size:
+            raise ApiError(400, f"index {index} is not below size {size}")
+        proof = reader.tree.inclusion_proof(index, size)
+    return jsonify({"index": index, "size": size, "hashes": [_b64(h) for h in proof]})
+
+
+@bp.get("/api/v1/audit/proof/consistency")
+@require("audit:read")
+def consistency_proof() -> Any:
+    first, second = _int_arg("first"), _int_arg("second")
+    with _reader() as reader:
+        if second > reader.tree.size:
+            raise ApiError(404, f"no tree of size {second}: the log holds {reader.tree.size} entries")
+        if not 0 < first <= second:
+            raise ApiError(400, "need 0 < first <= second")
+        proof = reader.tree.consistency_proof(first, second)
+    return jsonify({"first": first, "second": second, "hashes": [_b64(h) for h in proof]})
+
+
+@bp.get("/api/v1/audit/entries")
+@require("audit:read")
+def entries() -> Any:
+    start, end = _int_arg("start"), _int_arg("end")
+    if end < start or end - start > MAX_ENTRIES:
+        raise ApiError(400, f"need start <= end and at most {MAX_ENTRIES} entries per request")
+    out = []
+    with _reader() as reader:
+        for index, line in reader.entries(start, end):
+            if _is_admin() or decode_line(line).get("tenant") == g.principal.tenant:
+                out.append({"index": index, "line": line.decode()})
+    return jsonify({"entries": out})
+
+
+@bp.get("/api/v1/audit/jobs/<job_id>/receipt")
+@require("audit:read")
+def receipt(job_id: str) -> Any:
+    svc = services()
+    indices = sorted(int(i) for i in svc.redis.smembers(job_index_key(job_id)))
+    if not indices:
+        raise ApiError(404, "no audit entries for this job")
+    note = _wait_for_checkpoint(max(indices) + 1)
+    checkpoint_ = parse_checkpoint(checkpoint_body(note))
+    items = []
+    with _reader() as reader:
+        for index in indices:
+            line = reader.line(index)
+            if decode_line(line).get("tenant") != g.principal.tenant:
+                raise ApiError(404, "no audit entries for this job")
+            proof = reader.tree.inclusion_proof(index, checkpoint_.size)
+            items.append({"index": index, "line": line.decode(), "proof": [_b64(h) for h in proof]})
+    return jsonify({"job_id": job_id, "checkpoint": note, "entries": items})
+
+
+def _wait_for_checkpoint(size: int) -> str:
+    """The latest checkpoint once it covers ``size`` entries; a receipt is never cut to a stale one."""
+    store = _checkpoints()
+    deadline = time.monotonic() + services().settings.checkpoint_seconds * RECEIPT_WAIT_FACTOR + 1
+    while True:
+        note = store.latest()
+        if note is not None and parse_checkpoint(checkpoint_body(note)).size >= size:
+            return note
+        if time.monotonic() > deadline:
+            raise ApiError(503, "no checkpoint covers this job's entries yet; retry shortly",
+                           headers={"Retry-After": str(int(services().settings.checkpoint_seconds) + 1)})
+        time.sleep(0.1)

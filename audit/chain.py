@@ -1,4 +1,9 @@
-"""The append side of the audit log: one writer, group commit, torn-tail repair, duplicate suppression."""
+"""The append side of the audit log: one writer, group commit, torn-tail repair, duplicate suppression.
+
+Beside the log (the source of truth) the writer keeps a line index and the Merkle tree's stored nodes.
+Each batch is made durable in that order (log, then index and tree, each fsynced), and on opening the
+index and tree are brought back in step with whatever whole lines the log holds.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from audit.entry import GENESIS, decode_line, encode_line, make_entry
+from audit.index import LineIndex, read_line
+from audit.merkle import MerkleStore, leaf_hash
 
 
 @dataclass
@@ -19,6 +26,29 @@ class Head:
     event_id: str = "0-0"
 
 
+@dataclass(frozen=True)
+class AuditPaths:
+    """The files of one audit log; everything but the log itself lives in the log's directory."""
+
+    log: Path
+
+    @property
+    def directory(self) -> Path:
+        return self.log.parent
+
+    @property
+    def index(self) -> Path:
+        return self.directory / "index" / "offsets.bin"
+
+    @property
+    def tree(self) -> Path:
+        return self.directory / "tree"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.directory / "checkpoints"
+
+
 def stream_id_key(event_id: str) -> tuple[int, int]:
     """Redis stream ids ("ms-n") compare as pairs of integers, not as strings."""
     ms, _, n = event_id.partition("-")
@@ -28,20 +58,30 @@ def stream_id_key(event_id: str) -> tuple[int, int]:
 class AuditChain:
     """Appends entries to a JSON Lines file; the only writer of that file.
 
-    ``append_batch`` writes a batch and fsyncs once (group commit) before returning, so the caller can
-    acknowledge the batch's events to the channel only once they are durable. Events whose channel id
-    is not newer than the last one written are duplicates from a redelivery and are skipped.
+    ``append_batch`` writes a batch and fsyncs before returning, so the caller can acknowledge the
+    batch's events to the channel only once they are durable. Events whose channel id is not newer than
+    the last one written are duplicates from a redelivery and are skipped.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, signer: Any | None = None) -> None:
+        self.paths = AuditPaths(path)
+        self.signer = signer
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
         self.repaired_bytes = 0
         self.head = self._recover()
+        self.index = LineIndex(self.paths.index)
+        self.tree = MerkleStore(self.paths.tree)
+        self._sync_indexes()
 
     def close(self) -> None:
         os.close(self._fd)
+        self.index.close()
+        self.tree.close()
+
+    @property
+    def size(self) -> int:
+        return self.head.next_seq
 
     def _recover(self) -> Head:
         """Find the last whole entry; cut a torn partial line left by a crash mid-write."""
@@ -72,20 +112,71 @@ class AuditChain:
                 break
         return data, start
 
+    def _sync_indexes(self) -> None:
+        """Make the line index and the tree hold exactly the log's whole lines.
+
+        Only the last record of each is checked against the log (cheap at every start); if it does not
+        match, that file is rebuilt from the log, which is the source of truth.
+        """
+        known = min(self.index.size, self.head.next_seq)
+        if known and not self._index_record_valid(known - 1):
+            known = 0
+        if known < self.index.size:
+            self.index.truncate(known)
+        offset = 0 if known == 0 else self.index.offset(known - 1) + len(self.line(known - 1)) + 1
+        for line in self._lines_from(offset):
+            self.index.append(offset)
+            offset += len(line) + 1
+        self.index.flush()
+        keep = min(self.tree.size, self.index.size)
+        if keep and self.tree.leaf(keep - 1) != leaf_hash(self.line(keep - 1)):
+            keep = 0
+        if keep < self.tree.size:
+            self.tree.truncate(keep)
+        self.tree.append(leaf_hash(self.line(i)) for i in range(keep, self.index.size))
+        self.tree.flush()
+
+    def _index_record_valid(self, i: int) -> bool:
+        offset = self.index.offset(i)
+        if offset >= os.fstat(self._fd).st_size or (offset > 0 and os.pread(self._fd, 1, offset - 1) != b"\n"):
+            return False
+        try:
+            return decode_line(self.line(i)).get("seq") == i
+        except ValueError:
+            return False
+
+    def _lines_from(self, offset: int) -> Iterable[bytes]:
+        with open(self.paths.log, "rb") as handle:
+            handle.seek(offset)
+            for raw in handle:
+                if raw.endswith(b"\n"):
+                    yield raw[:-1]
+
+    def line(self, index: int) -> bytes:
+        return read_line(self._fd, self.index, index)
+
     def append_batch(self, events: Iterable[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
         """Seal and durably write ``(event_id, event)`` pairs in order; return the entries written."""
         written: list[dict[str, Any]] = []
-        buffer = bytearray()
+        lines: list[bytes] = []
         head = Head(self.head.next_seq, self.head.hash, self.head.event_id)
         for event_id, event in events:
             if stream_id_key(event_id) <= stream_id_key(head.event_id):
                 continue
-            entry = make_entry(head.next_seq, head.hash, event, event_id)
-            buffer += encode_line(entry)
+            entry = make_entry(head.next_seq, head.hash, event, event_id, self.signer)
+            lines.append(encode_line(entry))
             written.append(entry)
             head = Head(head.next_seq + 1, entry["hash"], event_id)
-        if buffer:
-            os.write(self._fd, bytes(buffer))
-            os.fsync(self._fd)
-            self.head = head
+        if not lines:
+            return written
+        offset = os.fstat(self._fd).st_size
+        os.write(self._fd, b"".join(lines))
+        os.fsync(self._fd)
+        for line in lines:
+            self.index.append(offset)
+            offset += len(line)
+        self.index.flush()
+        self.tree.append(leaf_hash(line[:-1]) for line in lines)
+        self.tree.flush()
+        self.head = head
         return written

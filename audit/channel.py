@@ -15,6 +15,11 @@ STREAM = "qgate:audit:events"
 GROUP = "audit-writer"
 
 
+def job_index_key(job_id: str) -> str:
+    """The set of log indices holding a job's entries (kept by the audit writer)."""
+    return f"qgate:audit:job:{job_id}"
+
+
 def event_fields(event_type: str, *, job_id: str | None = None, tenant: str | None = None,
                  **data: Any) -> dict[str, str]:
     """The stream fields of one event: its JSON, stamped with the time it happened."""

@@ -1,36 +1,64 @@
-"""One audit entry: its fields, canonical bytes and hash.
+"""One audit entry: its fields, canonical bytes, hash and signature.
 
 An entry is a JSON object with ``seq`` (0-based position), ``prev`` (the previous entry's hash, or
-GENESIS for the first) and ``hash`` = sha256 over the RFC 8785 canonical JSON of every other field.
+GENESIS for the first), ``kid`` (the signing key), ``hash`` = SHA-256 over the RFC 8785 canonical JSON of
+every field but ``hash`` and ``sig``, and ``sig`` = Ed25519 over the canonical JSON of every field but
+``sig`` (base64). The line in the log is the entry's canonical JSON: the exact bytes a Merkle leaf hashes.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
-from typing import Any
+from typing import Any, Mapping
 
 import rfc8785
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 GENESIS = "0" * 64
 
 
-def entry_hash(entry: dict[str, Any]) -> str:
-    """The hash an entry must carry: sha256 of its canonical JSON without the ``hash`` field."""
-    body = {k: v for k, v in entry.items() if k != "hash"}
+def entry_hash(entry: Mapping[str, Any]) -> str:
+    """The hash an entry must carry."""
+    body = {k: v for k, v in entry.items() if k not in ("hash", "sig")}
     return hashlib.sha256(rfc8785.dumps(body)).hexdigest()
 
 
-def make_entry(seq: int, prev: str, event: dict[str, Any], event_id: str) -> dict[str, Any]:
+def signed_bytes(entry: Mapping[str, Any]) -> bytes:
+    """The bytes the entry's signature covers: all of it but ``sig``."""
+    return rfc8785.dumps({k: v for k, v in entry.items() if k != "sig"})
+
+
+def make_entry(seq: int, prev: str, event: Mapping[str, Any], event_id: str, signer: Any | None = None) -> dict[str, Any]:
     """Build a sealed entry for ``event`` at position ``seq`` after an entry hashed ``prev``."""
-    entry = {"seq": seq, "prev": prev, "event_id": event_id, **event}
+    entry: dict[str, Any] = {"seq": seq, "prev": prev, "event_id": event_id, **event}
+    if signer is not None:
+        entry["kid"] = signer.kid
     entry["hash"] = entry_hash(entry)
+    if signer is not None:
+        entry["sig"] = base64.b64encode(signer.sign(signed_bytes(entry))).decode()
     return entry
 
 
-def encode_line(entry: dict[str, Any]) -> bytes:
+def signature_valid(entry: Mapping[str, Any], keys: Mapping[str, Ed25519PublicKey]) -> bool:
+    """Whether the entry carries a signature by one of ``keys`` (by kid) over its own content."""
+    key = keys.get(str(entry.get("kid")))
+    sig = entry.get("sig")
+    if key is None or not isinstance(sig, str):
+        return False
+    try:
+        key.verify(base64.b64decode(sig, validate=True), signed_bytes(entry))
+    except (InvalidSignature, binascii.Error, ValueError):
+        return False
+    return True
+
+
+def encode_line(entry: Mapping[str, Any]) -> bytes:
     """The exact bytes of the entry's line in the log (canonical JSON plus a newline)."""
-    return rfc8785.dumps(entry) + b"\n"
+    return rfc8785.dumps(dict(entry)) + b"\n"
 
 
 def decode_line(line: bytes | str) -> dict[str, Any]:

@@ -154,4 +154,5 @@ def public_view(job: dict[str, Any]) -> dict[str, Any]:
     view["attempts"] = [{k: v for k, v in a.items() if k != "n"} for a in job["attempts"]]
     current = job.get("current")
     view["current_lane"] = current["lane"] if current else None
+    view["audit"] = {"receipt_url": f"/api/v1/audit/jobs/{job['job_id']}/receipt"}
     return view

@@ -94,7 +94,7 @@ class Stack:
         self.env.update({
             "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0", "QGATE_VAR_DIR": str(base / "var"),
             "QGATE_AUDIT_PATH": str(self.audit_path), "QGATE_WORKER_HEARTBEAT_S": "1",
-            "QGATE_LEASE_GRACE_MS": "1500", "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+            "QGATE_LEASE_GRACE_MS": "1500", "QGATE_CHECKPOINT_SECONDS": "1", "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
             "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **env,
         })
         self.redis_proc: subprocess.Popen | None = None
@@ -184,6 +184,11 @@ class Stack:
     def stop_audit(self) -> None:
         assert self.audit is not None
         self.audit.stop()
+        self.audit = None
+
+    def kill_audit(self) -> None:
+        assert self.audit is not None
+        self.audit.kill()
         self.audit = None
 
     def start_watchdog(self) -> None:
