@@ -7,6 +7,7 @@ Refusal reasons start with ``capacity:`` so callers can tell "too big for this l
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -15,6 +16,29 @@ from solvers.base import LaneLimits, Verdict
 
 QUBO_EXACT_MAX_VARS = 20
 SIM_DEFAULT_MAX_QUBITS = 24
+
+QAOA_KINDS = frozenset({"qubo", "tsp", "assignment"})
+# QAOA simulates the statevector once per optimiser evaluation, a hundred times or more per job, so it
+# stops below the sim lane's single-circuit limit: at 20 qubits an evaluation takes ~0.25 s on the
+# reference machine (2 cores), a minimal optimisation ~15 s; each further qubit doubles both.
+QAOA_DEFAULT_MAX_QUBITS = 20
+QAOA_DEFAULT_SHOTS = 1024
+# Longest expected run `check_qaoa` accepts (the table below × the planned evaluations).
+QAOA_MAX_EXPECTED_S = 60.0
+# Two QAOA layers up to this many qubits; one above, where each evaluation is dearer.
+QAOA_REPS2_MAX_QUBITS = 12
+# Optimiser evaluations planned per job at one and two layers; `solvers.qaoa` runs fewer when the time
+# limit is shorter.
+QAOA_EVALUATIONS = {1: 60, 2: 120}
+# Seconds per QAOA energy evaluation (bind, Aer statevector, probabilities · energies) at one layer,
+# measured on the reference machine (2 cores) with every pair of qubits coupled, the worst case.
+QAOA_SECONDS_PER_EVALUATION: dict[int, float] = {
+    1: 0.001, 2: 0.001, 3: 0.001, 4: 0.001, 5: 0.001, 6: 0.001, 7: 0.001, 8: 0.001,
+    9: 0.0012, 10: 0.0014, 11: 0.0018, 12: 0.0025, 13: 0.005, 14: 0.007, 15: 0.015, 16: 0.03,
+    17: 0.06, 18: 0.1, 19: 0.17, 20: 0.25, 21: 0.45, 22: 0.9,
+}
+# A second layer costs this fraction of the first again (measured: two layers ×1.4 to ×1.9 of one).
+QAOA_EXTRA_LAYER_SHARE = 0.8
 
 
 @lru_cache(maxsize=None)
@@ -52,4 +76,63 @@ def check_circuit(problem: Any, limits: LaneLimits, *, default_max_qubits: int |
         return Verdict.no(f"capacity: {qubits} qubits > {lane_max}")
     if limits.max_shots is not None and problem.shots > limits.max_shots:
         return Verdict.no(f"capacity: {problem.shots} shots > {limits.max_shots}")
+    return Verdict.yes()
+
+
+def qaoa_qubits(problem: Any) -> int:
+    """Qubits of the QAOA encoding (`solvers.encodings`): qubo n, tsp (n-1)², assignment loads × trucks."""
+    if problem.kind == "qubo":
+        return int(problem.n)
+    if problem.kind == "tsp":
+        return (problem.size - 1) ** 2
+    if problem.kind == "assignment":
+        return len(problem.costs) * len(problem.capacities)
+    raise ValueError(f"no QAOA encoding for '{problem.kind}'")
+
+
+def qaoa_reps(qubits: int) -> int:
+    """QAOA layers by default: two for small problems, one when each evaluation gets dear."""
+    return 2 if qubits <= QAOA_REPS2_MAX_QUBITS else 1
+
+
+def qaoa_seconds_per_evaluation(qubits: int, reps: int) -> float:
+    """Expected seconds for one energy evaluation, from the measured table (doubling beyond it)."""
+    top = max(QAOA_SECONDS_PER_EVALUATION)
+    one_layer = QAOA_SECONDS_PER_EVALUATION.get(max(qubits, 1)) or \
+        QAOA_SECONDS_PER_EVALUATION[top] * 2.0 ** (qubits - top)
+    return one_layer * (1.0 + QAOA_EXTRA_LAYER_SHARE * (reps - 1))
+
+
+def qaoa_setup_seconds(qubits: int) -> float:
+    """Expected seconds outside the evaluations, with qiskit already imported: building and transpiling
+    the circuit (~0.04 s), the energies of all 2**n states (~0.1 s at 20 qubits), sampling and decoding."""
+    return 0.1 + 1.5e-7 * 2.0 ** qubits
+
+
+def qaoa_expected_seconds(qubits: int, reps: int, evaluations: int) -> float:
+    return qaoa_setup_seconds(qubits) + evaluations * qaoa_seconds_per_evaluation(qubits, reps)
+
+
+def check_qaoa(problem: Any, limits: LaneLimits, *, default_max_qubits: int = QAOA_DEFAULT_MAX_QUBITS,
+               shots: int = QAOA_DEFAULT_SHOTS) -> Verdict:
+    """QAOA on the sim lane: the encoding's qubits against the lane's ``max_qubits`` capped at
+    ``default_max_qubits``, the shots against ``max_shots``, and the expected run time (measured table ×
+    planned evaluations) against ``QAOA_MAX_EXPECTED_S``.
+
+    The lane's published ``max_qubits`` is what one circuit may hold; QAOA simulates hundreds of them
+    per job, hence its own, smaller cap.
+    """
+    if problem.kind not in QAOA_KINDS:
+        return Verdict.no(f"unsupported: QAOA does not solve '{problem.kind}'")
+    qubits = qaoa_qubits(problem)
+    cap = default_max_qubits if limits.max_qubits is None else min(limits.max_qubits, default_max_qubits)
+    if qubits > cap:
+        return Verdict.no(f"capacity: {qubits} qubits > {cap}")
+    if limits.max_shots is not None and shots > limits.max_shots:
+        return Verdict.no(f"capacity: {shots} shots > {limits.max_shots}")
+    reps = qaoa_reps(qubits)
+    seconds = qaoa_expected_seconds(qubits, reps, QAOA_EVALUATIONS[reps])
+    if seconds > QAOA_MAX_EXPECTED_S:
+        return Verdict.no(f"capacity: QAOA on {qubits} qubits needs ~{math.ceil(seconds)} s > "
+                          f"{QAOA_MAX_EXPECTED_S:g} s")
     return Verdict.yes()

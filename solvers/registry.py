@@ -10,13 +10,20 @@ from __future__ import annotations
 from typing import Any
 
 from solvers.base import LaneLimits, Solver, Verdict
-from solvers.capability import SIM_DEFAULT_MAX_QUBITS, check_circuit, check_nodes, check_qubo_exact
+from solvers.capability import (
+    QAOA_KINDS,
+    SIM_DEFAULT_MAX_QUBITS,
+    check_circuit,
+    check_nodes,
+    check_qaoa,
+    check_qubo_exact,
+)
 
 LANES = ("qpu", "sim", "heuristic")
 
 LANE_KINDS: dict[str, frozenset[str]] = {
     "qpu": frozenset({"circuit"}),
-    "sim": frozenset({"circuit"}),
+    "sim": frozenset({"circuit"}) | QAOA_KINDS,
     "heuristic": frozenset({"tsp", "cvrp", "assignment", "qubo"}),
 }
 
@@ -41,8 +48,9 @@ def lane_solvers(lane: str, **adapter_options: Any) -> list[Solver]:
         return [PyVrpRouting(), CbcAssignment(), ExactQubo()]
     if lane == "sim":
         from solvers.aer import AerCircuit
+        from solvers.qaoa import QaoaSolver
 
-        return [AerCircuit()]
+        return [AerCircuit(), QaoaSolver()]
     if lane == "qpu":
         from solvers.qpu import EmulatedQpu, QpuCircuitSolver
 
@@ -81,6 +89,8 @@ def static_verdict(lane: str, problem: Any, limits: LaneLimits) -> Verdict:
     kind = problem.kind
     if kind not in LANE_KINDS[lane]:
         return Verdict.no(_wrong_kind(lane, kind))
+    if lane == "sim" and kind in QAOA_KINDS:
+        return check_qaoa(problem, limits)
     if kind in ("tsp", "cvrp"):
         return check_nodes(problem, limits)
     if kind == "qubo":

@@ -241,8 +241,7 @@ def test_qubo_capacity_refusal(heuristic):
 
 @pytest.fixture(scope="module")
 def aer():
-    (solver,) = lane_solvers("sim")
-    return solver
+    return next(s for s in lane_solvers("sim") if s.id == "aer")
 
 
 def test_bell_on_aer(aer):
@@ -387,9 +386,11 @@ def test_choose_solver_by_kind(heuristic):
 
 def test_choose_solver_refusals(heuristic):
     tsp = parse_problem({"kind": "tsp", "distances": [[0, 1], [1, 0]]})
-    solver, verdict = choose_solver("sim", tsp, LaneLimits())
+    cvrp = parse_problem({"kind": "cvrp", "distances": [[0, 1], [1, 0]], "demands": [0, 1],
+                          "vehicle_capacity": 1, "num_vehicles": 1})
+    solver, verdict = choose_solver("sim", cvrp, LaneLimits())
     assert solver is None
-    assert verdict.reason == "unsupported: the sim lane does not solve 'tsp'"
+    assert verdict.reason == "unsupported: the sim lane does not solve 'cvrp'"
     big = parse_problem({"kind": "qubo", "n": 21, "terms": []})
     solver, verdict = choose_solver("heuristic", big, LaneLimits(), list(heuristic.values()))
     assert solver is None and verdict.reason == "capacity: n=21 > 20 for exact enumeration"
@@ -399,8 +400,10 @@ def test_choose_solver_refusals(heuristic):
 
 
 @pytest.mark.parametrize("lane, data, limits, reason", [
-    ("sim", {"kind": "tsp", "distances": [[0, 1], [1, 0]]}, LaneLimits(),
-     "unsupported: the sim lane does not solve 'tsp'"),
+    ("sim", {"kind": "cvrp", "distances": [[0, 1], [1, 0]], "demands": [0, 1], "vehicle_capacity": 1,
+             "num_vehicles": 1}, LaneLimits(), "unsupported: the sim lane does not solve 'cvrp'"),
+    ("sim", {"kind": "tsp", "distances": [[0 if i == j else 1 for j in range(6)] for i in range(6)]},
+     LaneLimits(max_qubits=24), "capacity: 25 qubits > 20"),
     ("qpu", {"kind": "qubo", "n": 2, "terms": []}, LaneLimits(),
      "unsupported: the qpu lane does not solve 'qubo'"),
     ("heuristic", {"kind": "circuit", "qasm": BELL}, LaneLimits(),
