@@ -29,6 +29,7 @@ unit: install
 bench: install
 	@scripts/ensure-redis --binary
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.audit $(BENCH_AUDIT_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -134,11 +134,18 @@ def entries() -> Any:
 @bp.get("/api/v1/audit/jobs/<job_id>/receipt")
 @require("audit:read")
 def receipt(job_id: str) -> Any:
+    """Every entry of the job with its inclusion proof to a checkpoint that covers them all.
+
+    The job record counts the audit events it emitted, so the receipt waits until the log holds all of
+    them and a checkpoint has been cut over them, instead of answering with a partial or stale one.
+    """
     svc = services()
-    indices = sorted(int(i) for i in svc.redis.smembers(job_index_key(job_id)))
-    if not indices:
+    job = svc.jobs.get(job_id) if len(job_id) <= 64 else None
+    known = job is not None or svc.redis.exists(job_index_key(job_id))
+    if not known or (job is not None and job["tenant"] != g.principal.tenant):
         raise ApiError(404, "no audit entries for this job")
-    note = _wait_for_checkpoint(max(indices) + 1)
+    expected = job.get("audit_events", 0) if job else 0
+    indices, note = _wait_for_receipt(job_id, expected)
     checkpoint_ = parse_checkpoint(checkpoint_body(note))
     items = []
     with _reader() as reader:
@@ -151,15 +158,18 @@ def receipt(job_id: str) -> Any:
     return jsonify({"job_id": job_id, "checkpoint": note, "entries": items})
 
 
-def _wait_for_checkpoint(size: int) -> str:
-    """The latest checkpoint once it covers ``size`` entries; a receipt is never cut to a stale one."""
+def _wait_for_receipt(job_id: str, expected: int) -> tuple[list[int], str]:
+    """The job's log indices once all ``expected`` are written, and a checkpoint covering them."""
+    svc = services()
     store = _checkpoints()
-    deadline = time.monotonic() + services().settings.checkpoint_seconds * RECEIPT_WAIT_FACTOR + 1
+    deadline = time.monotonic() + svc.settings.checkpoint_seconds * RECEIPT_WAIT_FACTOR + 1
     while True:
+        indices = sorted(int(i) for i in svc.redis.smembers(job_index_key(job_id)))
         note = store.latest()
-        if note is not None and parse_checkpoint(checkpoint_body(note)).size >= size:
-            return note
+        if indices and len(indices) >= expected and note is not None \
+                and parse_checkpoint(checkpoint_body(note)).size > indices[-1]:
+            return indices, note
         if time.monotonic() > deadline:
-            raise ApiError(503, "no checkpoint covers this job's entries yet; retry shortly",
-                           headers={"Retry-After": str(int(services().settings.checkpoint_seconds) + 1)})
+            raise ApiError(503, "the job's audit entries are not all written and checkpointed yet; retry shortly",
+                           headers={"Retry-After": str(int(svc.settings.checkpoint_seconds) + 1)})
         time.sleep(0.1)

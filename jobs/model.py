@@ -143,7 +143,7 @@ def cancel(job: dict[str, Any], now: float | None = None) -> tuple[dict[str, Any
     return job, events + [("job.cancelled", {})]
 
 
-PRIVATE_FIELDS = ("deadline", "current", "request", "client_id", "tenant")
+PRIVATE_FIELDS = ("deadline", "current", "request", "client_id", "tenant", "audit_events")
 
 
 def public_view(job: dict[str, Any]) -> dict[str, Any]:

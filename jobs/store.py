@@ -44,6 +44,7 @@ class JobStore:
         self.ttl_s = ttl_s
 
     def create(self, job: dict[str, Any], problem: dict[str, Any], events: list[Event]) -> None:
+        job["audit_events"] = len(events)
         pipe = self.redis.pipeline(transaction=True)
         pipe.set(job_key(job["job_id"]), json.dumps(job))
         pipe.set(problem_key(job["job_id"]), json.dumps(problem))
@@ -94,6 +95,7 @@ class JobStore:
 
     def _write(self, pipe: Any, job: dict[str, Any], events: list[Event]) -> None:
         job_id = job["job_id"]
+        job["audit_events"] = job.get("audit_events", 0) + len(events)
         pipe.set(job_key(job_id), json.dumps(job))
         current = job.get("current")
         if current:

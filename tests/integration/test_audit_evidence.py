@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -53,6 +54,10 @@ def test_receipts_and_entries_are_tenant_scoped(stack: Stack, token: str) -> Non
     other = stack.token(stack.create_client("globex", "quantum:solve solver:heuristic audit:read"))
     assert requests.get(stack.url + job["audit"]["receipt_url"], headers=stack.headers(other),
                         timeout=30).status_code == 404
+    started = time.monotonic()
+    unknown = requests.get(stack.url + "/api/v1/audit/jobs/" + "f" * 32 + "/receipt", headers=stack.headers(token),
+                           timeout=30)
+    assert unknown.status_code == 404 and time.monotonic() - started < 2
     wait_for(lambda: _get(stack, token, "/api/v1/audit/checkpoint").status_code == 200, 10, "a checkpoint")
     size = parse_checkpoint(_get(stack, token, "/api/v1/audit/checkpoint").text.split("\n\n")[0] + "\n").size
     theirs = _get(stack, other, "/api/v1/audit/entries", start=0, end=size).json()["entries"]
