@@ -101,6 +101,52 @@ def _audit_worker(_: argparse.Namespace) -> int:
     return 0
 
 
+def _solve(args: argparse.Namespace) -> int:
+    import os
+    import time
+
+    import requests
+
+    from solvers.instances import load_instance
+
+    try:
+        body = load_instance(Path(args.file))
+    except (OSError, ValueError) as exc:
+        print(f"qgate: {exc}", file=sys.stderr)
+        return 2
+    if args.lane:
+        body["solver"] = args.lane
+    if args.seed is not None:
+        body["seed"] = args.seed
+    url = args.url.rstrip("/")
+    token = args.token or os.environ.get("QGATE_TOKEN")
+    if not token:
+        client_id, secret = os.environ.get("QGATE_CLIENT_ID"), os.environ.get("QGATE_CLIENT_SECRET")
+        if not (client_id and secret):
+            print("qgate: set QGATE_TOKEN, or QGATE_CLIENT_ID and QGATE_CLIENT_SECRET", file=sys.stderr)
+            return 2
+        reply = requests.post(f"{url}/oauth/token", data={"grant_type": "client_credentials"},
+                              auth=(client_id, secret), timeout=30)
+        if reply.status_code != 200:
+            print(f"qgate: token request failed: {reply.status_code} {reply.text}", file=sys.stderr)
+            return 1
+        token = reply.json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}", "X-Latency-Budget-Ms": str(args.budget_ms)}
+    reply = requests.post(f"{url}/api/v1/quantum/solve", json=body, headers=headers, timeout=args.budget_ms / 1000 + 30)
+    if reply.status_code == 202:
+        track = url + reply.json()["track_url"]
+        deadline = time.monotonic() + args.budget_ms / 1000 + 30
+        while time.monotonic() < deadline:
+            reply = requests.get(track, headers=headers, timeout=30)
+            if reply.status_code != 200 or reply.json()["status"] in ("succeeded", "failed", "cancelled"):
+                break
+            time.sleep(0.5)
+    print(json.dumps(reply.json(), indent=2))
+    if reply.status_code >= 400:
+        return 1
+    return 0 if reply.json().get("status") == "succeeded" else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qgate", description="qgate gateway operations")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -127,6 +173,15 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_parser("rotate", help="start a new signing key; old signatures keep verifying").set_defaults(
         func=_audit_keys)
     keys.add_parser("list", help="list signing keys").set_defaults(func=_audit_keys)
+
+    solve = commands.add_parser("solve", help="submit a TSPLIB/VRPLIB or JSON problem to a running gateway")
+    solve.add_argument("file", help=".vrp, .tsp (TSPLIB/VRPLIB) or .json (a problem or a whole solve body)")
+    solve.add_argument("--url", default="http://127.0.0.1:8000")
+    solve.add_argument("--lane", choices=["auto", "qpu", "sim", "heuristic"], help="the first lane to try")
+    solve.add_argument("--budget-ms", type=int, default=30_000)
+    solve.add_argument("--seed", type=int)
+    solve.add_argument("--token", help="a bearer token (else QGATE_TOKEN, or QGATE_CLIENT_ID/SECRET)")
+    solve.set_defaults(func=_solve)
 
     commands.add_parser("watchdog", help="run the lease watchdog").set_defaults(func=_watchdog)
     commands.add_parser("audit-worker", help="run the audit writer").set_defaults(func=_audit_worker)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 import threading
 import time
 
@@ -13,7 +14,7 @@ import pytest
 import requests
 
 from tests.integration import problems
-from tests.integration.stack import Stack, wait_for
+from tests.integration.stack import BIN, ROOT, Stack, wait_for
 
 
 def _finished(stack: Stack, token: str, body: dict, budget_ms: int = 20_000) -> dict:
@@ -196,3 +197,27 @@ def test_metrics_count_jobs_fallbacks_and_queues(stack: Stack) -> None:
     assert "qgate_http_requests_total" in text
     ready = requests.get(stack.url + "/readyz", timeout=10)
     assert ready.status_code == 200 and ready.json()["lanes"]["qpu"]["alive"]
+
+
+
+TINY_VRP = "\n".join([
+    "NAME : tiny-n5-k2", "TYPE : CVRP", "DIMENSION : 5", "EDGE_WEIGHT_TYPE : EUC_2D", "CAPACITY : 10",
+    "NODE_COORD_SECTION", "1 0 0", "2 3 4", "3 6 0", "4 3 -4", "5 -3 0",
+    "DEMAND_SECTION", "1 0", "2 5", "3 5", "4 5", "5 4", "DEPOT_SECTION", "1", "-1", "EOF", ""])
+
+
+def test_qgate_solve_submits_a_vrplib_instance(stack: Stack, client: dict, tmp_path) -> None:
+    instance = tmp_path / "tiny-n5-k2.vrp"
+    instance.write_text(TINY_VRP)
+    env = {**stack.env, "QGATE_CLIENT_ID": client["client_id"], "QGATE_CLIENT_SECRET": client["client_secret"]}
+    argv = [str(BIN / "qgate"), "solve", str(instance), "--url", stack.url, "--budget-ms", "3000", "--seed", "4"]
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr + done.stdout
+    job = json.loads(done.stdout)
+    assert job["status"] == "succeeded" and job["kind"] == "cvrp"
+    assert sorted(c for route in job["result"]["routes"] for c in route) == [1, 2, 3, 4]
+    assert job["result"]["feasible"] and len(job["result"]["routes"]) == 2
+    assert job["request"]["metadata"] == {"instance": "tiny-n5-k2"}
+    missing = subprocess.run([str(BIN / "qgate"), "solve", str(tmp_path / "none.vrp"), "--url", stack.url],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "qgate:" in missing.stderr
