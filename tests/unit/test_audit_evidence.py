@@ -200,3 +200,20 @@ def test_entries_carry_kid_and_signature(written, keyring) -> None:
     assert entry["kid"] == signer.kid and base64.b64decode(entry["sig"])
     assert leaf_hash(chain.line(0)) != leaf_hash(chain.line(1))
     assert make_entry(0, "0" * 64, {"type": "x"}, "1-0")["hash"]  # unsigned entries still hash
+
+
+def test_fsync_failure_stops_the_writer_and_never_advances_the_head(tmp_path: Path, keyring, monkeypatch) -> None:
+    """Fault injection at the OS boundary: the error must propagate (the worker dies loudly and its
+    events stay unacknowledged in the channel) instead of being swallowed."""
+    chain = AuditChain(tmp_path / "audit" / "audit.log", keyring.active())
+    chain.append_batch(_events(0, 3))
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr("audit.chain.os.fsync", failing_fsync)
+    with pytest.raises(OSError):
+        chain.append_batch(_events(3, 2))
+    assert chain.head.next_seq == 3
+    monkeypatch.undo()
+    chain.close()
