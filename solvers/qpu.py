@@ -362,3 +362,22 @@ def _physical_qubits(circuit: Any) -> list[int]:
     if layout is None:
         return list(range(circuit.num_qubits))
     return [int(q) for q in layout.final_index_layout()]
+
+
+def qpu_adapter(provider: str = "emulated", **options: Any) -> QpuAdapter:
+    """An adapter for ``provider``: ``emulated`` (`EmulatedQpu`), ``ibm`` or ``braket``.
+
+    ``options`` go to the adapter's constructor. Provider SDKs are imported only when their provider is
+    asked for, so the emulated lane does not need (or pay for importing) braket or an IBM account.
+    """
+    if provider == "emulated":
+        return EmulatedQpu(**options)
+    if provider == "ibm":
+        from solvers.qpu_ibm import IbmQuantumQpu
+
+        return IbmQuantumQpu(**options)
+    if provider == "braket":
+        from solvers.qpu_braket import BraketQpu
+
+        return BraketQpu(**options)
+    raise ValueError(f"unknown qpu provider {provider!r}; expected emulated, ibm or braket")
