@@ -1,17 +1,26 @@
-"""The heuristic lane: classical solvers for routing, assignment and small QUBOs.
+"""The heuristic lane: classical solvers for routing, assignment and QUBOs.
 
-PyVRP, PuLP and numpy are imported inside ``solve`` only, so constructing these solvers and calling
-``can_solve`` stays cheap for the planner.
+PyVRP, PuLP, dwave-samplers and numpy are imported inside ``solve`` only, so constructing these solvers
+and calling ``can_solve`` stays cheap for the planner.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import re
+import tempfile
 import time
 from typing import Any
 
 from solvers.base import LaneLimits, NoFeasibleSolution, Solution, SolverRefused, Verdict
-from solvers.capability import check_nodes, check_qubo_exact, package_version
+from solvers.capability import (
+    check_nodes,
+    check_qubo_anneal,
+    check_qubo_exact,
+    check_tsp_milp,
+    package_version,
+)
 from solvers.problems import AssignmentProblem, CvrpProblem, QuboProblem
 
 LANE = "heuristic"
@@ -284,3 +293,265 @@ class ExactQubo:
             if energies[k] < best_energy:
                 best_k, best_energy = start + k, float(energies[k])
         return best_k, best_energy
+
+
+# --- exact TSP by MILP ---------------------------------------------------------------------------
+
+# Below this search budget CBC cannot even load the model; the local-search tour is returned instead.
+MILP_MIN_CBC_S = 0.1
+_CBC_LOG_NUMBER = r"\s*:?\s*(-?[0-9.eE+]+|inf|-inf)"
+
+
+def _tour_cost(d: list[list[float]], tour: list[int]) -> float:
+    return sum(d[a][b] for a, b in zip(tour, tour[1:] + tour[:1]))
+
+
+def _local_search_tour(d: list[list[float]]) -> list[int]:
+    """Nearest neighbour from node 0, improved by segment reversals and relocations until none helps.
+
+    Every move is scored by recomputing the whole tour's cost, which keeps it right for asymmetric
+    distances (a reversal changes the direction of every edge inside the segment); that is O(n³) per
+    pass, negligible at the sizes the MILP takes. The result is CBC's starting incumbent.
+    """
+    n = len(d)
+    tour, left = [0], set(range(1, n))
+    while left:
+        nxt = min(left, key=lambda j: (d[tour[-1]][j], j))
+        tour.append(nxt)
+        left.remove(nxt)
+    best = _tour_cost(d, tour)
+    improved = True
+    while improved:
+        improved = False
+        for i in range(1, n - 1):
+            for j in range(i + 1, n):
+                candidates = [tour[:i] + tour[i:j + 1][::-1] + tour[j + 1:]]
+                rest = tour[:i] + tour[i + 1:]
+                candidates.append(rest[:j] + [tour[i]] + rest[j:])
+                rest = tour[:j] + tour[j + 1:]
+                candidates.append(rest[:i] + [tour[j]] + rest[i:])
+                for cand in candidates:
+                    cost = _tour_cost(d, cand)
+                    if cost < best - 1e-12:
+                        tour, best, improved = cand, cost, True
+    return tour
+
+
+def _cbc_log_value(log: str, label: str) -> float | None:
+    match = re.search(rf"^{label}{_CBC_LOG_NUMBER}", log, re.MULTILINE)
+    return float(match.group(1)) if match else None
+
+
+class MilpTsp:
+    """Small TSPs solved to proven optimality by CBC (bundled with PuLP), before PyVRP is tried.
+
+    The model is the Miller-Tucker-Zemlin formulation with the Desrochers-Laporte liftings, on directed
+    arcs, so asymmetric and non-Euclidean distance matrices are handled as given. CBC starts from a
+    local-search tour (`_local_search_tour`), so it always holds a tour: when its time runs out before
+    the proof, the best tour found so far is returned with ``optimal: false``, the remaining relative
+    ``gap`` and the ``lower_bound`` from CBC's log; no `TimeoutError` is raised, since a good tour is
+    more useful than a timeout (below ``MILP_MIN_CBC_S`` of budget the local-search tour is returned).
+    `can_solve` refuses above ``MILP_TSP_MAX_NODES`` with a ``capacity:`` reason, so `choose_solver`
+    falls through to PyVRP. CBC runs on one thread and is deterministic unless stopped by the clock.
+    """
+
+    lane = LANE
+    id = "milp-tsp-cbc"
+    kinds = frozenset({"tsp"})
+
+    def __init__(self) -> None:
+        self.version = package_version("PuLP")
+
+    def can_solve(self, problem: Any, limits: LaneLimits) -> Verdict:
+        if problem.kind not in self.kinds:
+            return Verdict.no(f"unsupported: {self.id} does not solve '{problem.kind}'")
+        return check_tsp_milp(problem, limits)
+
+    def solve(self, problem: Any, *, time_limit_s: float, seed: int | None) -> Solution:
+        verdict = check_tsp_milp(problem, LaneLimits())
+        if not verdict.ok:
+            raise SolverRefused(verdict.reason)
+        started = time.perf_counter()
+        d = problem.distance_matrix()
+        n = problem.size
+        tour = _local_search_tour(d)
+        details: dict[str, Any] = {"seed": seed, "formulation": "mtz-dl", "nodes": n}
+        if n <= 3:
+            # Two nodes have one tour; three have two, both tried by the local search.
+            details.update(optimal=True, status="Optimal Solution Found", gap=0.0, trivial=True)
+        else:
+            budget = TIME_SHARE * time_limit_s - (time.perf_counter() - started)
+            if budget < MILP_MIN_CBC_S:
+                details.update(optimal=False, status="CBC not run", gap=None,
+                               note=f"search budget {max(budget, 0.0):.3f} s too short to start CBC; "
+                                    "local-search tour returned")
+            else:
+                tour, cbc_details = self._cbc(d, tour, budget)
+                details.update(cbc_details, search_budget_s=round(budget, 4))
+        details["runtime_s"] = round(time.perf_counter() - started, 4)
+        return Solution(result={"tour": tour}, details=details)
+
+    def _cbc(self, d: list[list[float]], start: list[int],
+             budget_s: float) -> tuple[list[int], dict[str, Any]]:
+        import pulp
+
+        n = len(d)
+        model, x = self._model(d, start)
+        with tempfile.TemporaryDirectory(prefix="qgate-cbc-") as tmp:
+            log_path = os.path.join(tmp, "cbc.log")
+            model.solve(pulp.PULP_CBC_CMD(msg=False, timeLimit=budget_s, threads=1, warmStart=True,
+                                          logPath=log_path))
+            with open(log_path, encoding="utf-8", errors="replace") as fh:
+                log = fh.read()
+        # PuLP's model status reads "Optimal" even when the clock stopped CBC; the solution status does not
+        status = pulp.LpSolution[model.sol_status]
+        optimal = model.sol_status == pulp.LpSolutionOptimal
+        tour = start
+        if model.sol_status in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
+            succ = {i: j for (i, j), var in x.items() if (var.value() or 0) > 0.5}
+            found = [0]
+            while len(found) < n and succ.get(found[-1], 0) != 0:
+                found.append(succ[found[-1]])
+            if len(found) == n and sorted(found) == list(range(n)) and \
+                    _tour_cost(d, found) <= _tour_cost(d, start) + 1e-9:
+                tour = found
+        gap: float | None = 0.0 if optimal else None
+        bound = _cbc_log_value(log, "Lower bound")
+        if not optimal:
+            gap = _cbc_log_value(log, "Gap")
+        return tour, {"optimal": optimal, "status": status, "gap": gap, "lower_bound": bound}
+
+    @staticmethod
+    def _model(d: list[list[float]], start: list[int]) -> tuple[Any, dict[tuple[int, int], Any]]:
+        """MTZ with Desrochers-Laporte lifting; ``start`` is set as CBC's initial solution.
+
+        ``u[i]`` is node i's position in the tour (1..n-1, the depot 0 excluded).
+        """
+        import pulp
+
+        n = len(d)
+        model = pulp.LpProblem("tsp", pulp.LpMinimize)
+        new_var = getattr(model, "add_variable", None) or pulp.LpVariable
+        arcs = [(i, j) for i in range(n) for j in range(n) if i != j]
+        x = {(i, j): new_var(f"x_{i}_{j}", cat=pulp.LpBinary) for i, j in arcs}
+        u = {i: new_var(f"u_{i}", lowBound=1, upBound=n - 1) for i in range(1, n)}
+        model += pulp.lpSum(d[i][j] * x[i, j] for i, j in arcs)
+        for k in range(n):
+            model += pulp.lpSum(x[k, j] for j in range(n) if j != k) == 1, f"out_{k}"
+            model += pulp.lpSum(x[i, k] for i in range(n) if i != k) == 1, f"in_{k}"
+        for i in range(1, n):
+            model += u[i] <= (n - 1) - (n - 2) * x[0, i], f"first_{i}"
+            model += u[i] >= 1 + (n - 2) * x[i, 0], f"last_{i}"
+            for j in range(1, n):
+                if i != j:
+                    model += u[i] - u[j] + (n - 1) * x[i, j] + (n - 3) * x[j, i] <= n - 2, f"mtz_{i}_{j}"
+        succ = {a: b for a, b in zip(start, start[1:] + start[:1])}
+        for (i, j), var in x.items():
+            var.setInitialValue(1 if succ[i] == j else 0)
+        for pos, node in enumerate(start[1:], start=1):
+            u[node].setInitialValue(pos)
+        return model, x
+
+
+# --- QUBO by simulated annealing ------------------------------------------------------------------
+
+ANNEAL_DEFAULT_SWEEPS = 1000
+ANNEAL_MAX_READS = 32
+ANNEAL_MIN_SWEEPS = 50
+# Cost model for planning a run, about three times the timings measured on the reference machine
+# (2 cores): a sweep costs ~7-20 ns per variable plus ~0.1-0.4 ns per coupling, and dwave-samplers'
+# set-up (default temperature range) ~0.8 µs per coupling plus ~1 ms.
+ANNEAL_S_PER_VAR_SWEEP = 20e-9
+ANNEAL_S_PER_TERM_SWEEP = 1e-9
+ANNEAL_SETUP_S = 0.005
+ANNEAL_SETUP_S_PER_TERM = 2.5e-6
+
+
+def anneal_plan(n: int, couplings: int, budget_s: float) -> tuple[int, int]:
+    """(num_reads, num_sweeps) expected to fit ``budget_s``, from the conservative cost model above.
+
+    Sweeps come first (up to ``ANNEAL_DEFAULT_SWEEPS``), then reads (up to ``ANNEAL_MAX_READS``). The plan
+    depends on the problem's size and the budget only, never on a timing taken during the call, so the
+    same problem, seed and time limit give the same answer; once the budget exceeds what the caps need,
+    the plan, and so the answer, no longer depends on the time limit either.
+    """
+    per_sweep = ANNEAL_S_PER_VAR_SWEEP * n + ANNEAL_S_PER_TERM_SWEEP * couplings
+    available = budget_s - ANNEAL_SETUP_S - ANNEAL_SETUP_S_PER_TERM * couplings
+    total = int(available / per_sweep) if available > 0 else 0
+    if total < ANNEAL_MIN_SWEEPS:
+        raise TimeoutError(f"simulated annealing on n={n} with {couplings} couplings needs more than the "
+                           f"{max(budget_s, 0.0):.3f} s search budget for even {ANNEAL_MIN_SWEEPS} sweeps")
+    sweeps = min(ANNEAL_DEFAULT_SWEEPS, total)
+    return max(1, min(ANNEAL_MAX_READS, total // sweeps)), sweeps
+
+
+def _qubo_bqm(problem: QuboProblem) -> Any:
+    """A dimod BINARY model with variables 0..n-1; duplicate and (j, i) terms are summed, as in scoring."""
+    import dimod
+    import numpy as np
+
+    linear = np.zeros(problem.n)
+    if problem.terms:
+        t = np.asarray(problem.terms, dtype=np.float64)
+        i, j, w = t[:, 0].astype(np.int64), t[:, 1].astype(np.int64), t[:, 2]
+        diag = i == j
+        np.add.at(linear, i[diag], w[diag])
+        off = ~diag
+        rows, cols, weights = np.minimum(i[off], j[off]), np.maximum(i[off], j[off]), w[off]
+    else:
+        rows = cols = np.zeros(0, dtype=np.int64)
+        weights = np.zeros(0)
+    return dimod.BinaryQuadraticModel.from_numpy_vectors(linear, (rows, cols, weights), 0.0, dimod.BINARY)
+
+
+class AnnealedQubo:
+    """QUBOs beyond exact enumeration by dwave-samplers' simulated annealing (no optimality proof).
+
+    ``num_reads`` and ``num_sweeps`` are planned by `anneal_plan` to fit ``TIME_SHARE`` of the time limit;
+    if not even one short read fits, `TimeoutError`. As a guard for a machine slower than the cost model,
+    the sampler is also interrupted between reads once the search budget is spent (the details then say
+    ``interrupted: true`` and the run is no longer guaranteed reproducible). The seed (``None`` means 0)
+    fixes the answer otherwise.
+    """
+
+    lane = LANE
+    id = "sa-qubo"
+    kinds = frozenset({"qubo"})
+
+    def __init__(self) -> None:
+        self.version = package_version("dwave-samplers")
+
+    def can_solve(self, problem: Any, limits: LaneLimits) -> Verdict:
+        if problem.kind not in self.kinds:
+            return Verdict.no(f"unsupported: {self.id} does not solve '{problem.kind}'")
+        return check_qubo_anneal(problem)
+
+    def solve(self, problem: Any, *, time_limit_s: float, seed: int | None) -> Solution:
+        verdict = check_qubo_anneal(problem)
+        if not verdict.ok:
+            raise SolverRefused(verdict.reason)
+        started = time.perf_counter()
+        deadline = started + TIME_SHARE * time_limit_s
+        # a lower bound on the cost (no couplings), checked before the import and the model are paid for
+        anneal_plan(problem.n, 0, TIME_SHARE * time_limit_s)
+        from dwave.samplers import SimulatedAnnealingSampler
+
+        # the sampler takes seeds below 2**32 - 1
+        seed = (DEFAULT_SEED if seed is None else seed) % (2**32 - 1)
+        bqm = _qubo_bqm(problem)
+        couplings = bqm.num_interactions
+        details: dict[str, Any] = {"sampler": "SimulatedAnnealingSampler", "seed": seed, "optimal": False}
+        if not any(bqm.linear.values()) and not any(bqm.quadratic.values()):
+            details.update(num_reads=0, num_sweeps=0, energy=0.0, trivial=True,
+                           runtime_s=round(time.perf_counter() - started, 4))
+            return Solution(result={"bits": [0] * problem.n}, details=details)
+        num_reads, num_sweeps = anneal_plan(problem.n, couplings, deadline - time.perf_counter())
+        sampleset = SimulatedAnnealingSampler().sample(
+            bqm, num_reads=num_reads, num_sweeps=num_sweeps, seed=seed,
+            interrupt_function=lambda: time.perf_counter() > deadline)
+        best = sampleset.first
+        bits = [int(best.sample[i]) for i in range(problem.n)]
+        details.update(num_reads=num_reads, num_sweeps=num_sweeps, reads_done=len(sampleset),
+                       interrupted=len(sampleset) < num_reads, energy=float(best.energy),
+                       couplings=couplings, runtime_s=round(time.perf_counter() - started, 4))
+        return Solution(result={"bits": bits}, details=details)

@@ -16,7 +16,7 @@ from solvers.capability import (
     check_circuit,
     check_nodes,
     check_qaoa,
-    check_qubo_exact,
+    check_qubo_heuristic,
 )
 
 LANES = ("qpu", "sim", "heuristic")
@@ -43,9 +43,11 @@ def lane_solvers(lane: str, **adapter_options: Any) -> list[Solver]:
     max_depth, ...); other lanes take none.
     """
     if lane == "heuristic":
-        from solvers.heuristic import CbcAssignment, ExactQubo, PyVrpRouting
+        from solvers.heuristic import AnnealedQubo, CbcAssignment, ExactQubo, MilpTsp, PyVrpRouting
 
-        return [PyVrpRouting(), CbcAssignment(), ExactQubo()]
+        # Exact before heuristic: MilpTsp refuses tsp above MILP_TSP_MAX_NODES and ExactQubo qubo above
+        # QUBO_EXACT_MAX_VARS, so `choose_solver` falls through to PyVRP and annealing.
+        return [MilpTsp(), PyVrpRouting(), CbcAssignment(), ExactQubo(), AnnealedQubo()]
     if lane == "sim":
         from solvers.aer import AerCircuit
         from solvers.qaoa import QaoaSolver
@@ -94,7 +96,7 @@ def static_verdict(lane: str, problem: Any, limits: LaneLimits) -> Verdict:
     if kind in ("tsp", "cvrp"):
         return check_nodes(problem, limits)
     if kind == "qubo":
-        return check_qubo_exact(problem)
+        return check_qubo_heuristic(problem)
     if kind == "circuit":
         default = SIM_DEFAULT_MAX_QUBITS if lane == "sim" else None
         return check_circuit(problem, limits, default_max_qubits=default)

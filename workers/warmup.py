@@ -17,10 +17,12 @@ log = structlog.get_logger("qgate.worker")
 BELL = 'OPENQASM 2.0; include "qelib1.inc"; qreg q[2]; creg c[2]; h q[0]; cx q[0],q[1]; measure q -> c;'
 SAMPLES: tuple[dict[str, Any], ...] = (
     {"kind": "tsp", "locations": [[0, 0], [1, 0], [1, 1], [0, 1]]},
+    {"kind": "tsp", "locations": [[i % 5, i // 5] for i in range(20)]},
     {"kind": "cvrp", "locations": [[0, 0], [1, 0], [0, 1]], "demands": [0, 1, 1], "vehicle_capacity": 2,
      "num_vehicles": 1},
     {"kind": "assignment", "costs": [[1, 2]], "weights": [1], "capacities": [1, 1]},
     {"kind": "qubo", "n": 2, "terms": [[0, 1, -1]]},
+    {"kind": "qubo", "n": 21, "terms": [[i, i + 1, -1] for i in range(20)]},
     {"kind": "circuit", "qasm": BELL, "shots": 16},
 )
 

@@ -61,8 +61,8 @@ def _brute_force_tsp(problem) -> float:
 
 @pytest.fixture(scope="module")
 def heuristic():
-    pyvrp, cbc, qubo = lane_solvers("heuristic")
-    return {"pyvrp": pyvrp, "cbc": cbc, "qubo": qubo}
+    by_id = {s.id: s for s in lane_solvers("heuristic")}
+    return {"pyvrp": by_id["pyvrp"], "cbc": by_id["pulp-cbc"], "qubo": by_id["exact-qubo"]}
 
 
 # --- PyVRP ---------------------------------------------------------------------------------------
@@ -411,8 +411,7 @@ def test_choose_solver_refusals(heuristic):
     ("sim", {"kind": "circuit", "qasm": _wide(25)}, LaneLimits(), "capacity: 25 qubits > 24"),
     ("heuristic", {"kind": "tsp", "locations": _points(30, 0)}, LaneLimits(max_nodes=20),
      "capacity: 30 nodes > 20"),
-    ("heuristic", {"kind": "qubo", "n": 30, "terms": []}, LaneLimits(),
-     "capacity: n=30 > 20 for exact enumeration"),
+    ("heuristic", {"kind": "qubo", "n": 30, "terms": []}, LaneLimits(), ""),
     ("heuristic", {"kind": "assignment", "costs": [[1]], "weights": [1], "capacities": [1]},
      LaneLimits(), ""),
     ("sim", {"kind": "circuit", "qasm": BELL}, LaneLimits(), ""),
