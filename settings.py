@@ -57,6 +57,13 @@ def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
     return value
 
 
+def _choice(env: dict[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name) or default
+    if value not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
 def _float(env: dict[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -87,6 +94,7 @@ class Settings:
     lease_grace_ms: int = 2000
     worker_heartbeat_s: int = 5
     faults: dict[str, LaneFault] = field(default_factory=dict)
+    qpu_provider: str = "emulated"
     qpu_backend: str = "fake_manila"
     qpu_queue_delay_ms: int = 0
     qpu_failure_rate: float = 0.0
@@ -134,6 +142,7 @@ class Settings:
             lease_grace_ms=_int(env, "QGATE_LEASE_GRACE_MS", cls.lease_grace_ms, 100),
             worker_heartbeat_s=_int(env, "QGATE_WORKER_HEARTBEAT_S", cls.worker_heartbeat_s, 1),
             faults=parse_faults(env.get("QGATE_FAULTS", "")),
+            qpu_provider=_choice(env, "QGATE_QPU_PROVIDER", cls.qpu_provider, ("emulated", "ibm", "braket")),
             qpu_backend=env.get("QGATE_QPU_BACKEND") or cls.qpu_backend,
             qpu_queue_delay_ms=_int(env, "QGATE_QPU_QUEUE_DELAY_MS", cls.qpu_queue_delay_ms),
             qpu_failure_rate=_float(env, "QGATE_QPU_FAILURE_RATE", cls.qpu_failure_rate),

@@ -56,7 +56,8 @@ def lane_solvers(lane: str, **adapter_options: Any) -> list[Solver]:
     if lane == "qpu":
         from solvers.qpu import EmulatedQpu, QpuCircuitSolver
 
-        return [QpuCircuitSolver(EmulatedQpu(**adapter_options))]
+        adapter = adapter_options.pop("adapter", None) or EmulatedQpu(**adapter_options)
+        return [QpuCircuitSolver(adapter)]
     raise ValueError(_unknown_lane(lane))
 
 

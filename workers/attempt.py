@@ -40,6 +40,14 @@ def job_store() -> JobStore:
 def solvers_for(lane: str) -> list[Any]:
     """The lane's solvers, built once per worker process (the QPU adapter caches its noise model)."""
     settings = get_settings()
+    if lane == "qpu" and settings.qpu_provider == "ibm":
+        from solvers.qpu_ibm import IbmQuantumQpu
+
+        return lane_solvers(lane, adapter=IbmQuantumQpu.from_env())
+    if lane == "qpu" and settings.qpu_provider == "braket":
+        from solvers.qpu_braket import BraketQpu
+
+        return lane_solvers(lane, adapter=BraketQpu.from_env())
     if lane == "qpu":
         return lane_solvers(lane, backend_name=settings.qpu_backend,
                             queue_delay_s=settings.qpu_queue_delay_ms / 1000,
