@@ -72,7 +72,8 @@ def dispatch(job: dict[str, Any], lane: str, limit_ms: int, lease_grace_ms: int,
                       "started_at": None, "limit_ms": limit_ms, "deadline": now + limit_ms / 1000,
                       "lease_until": now + (limit_ms + lease_grace_ms) / 1000}
     events: list[Event] = []
-    if job["attempts"]:
+    job["dispatches"] = job.get("dispatches", 0) + 1
+    if job["dispatches"] > 1:
         last = job["attempts"][-1]
         events.append(("job.fallback", {"from": last["lane"], "to": lane, "reason": last["reason"],
                                         "limit_ms": limit_ms}))
@@ -143,7 +144,7 @@ def cancel(job: dict[str, Any], now: float | None = None) -> tuple[dict[str, Any
     return job, events + [("job.cancelled", {})]
 
 
-PRIVATE_FIELDS = ("deadline", "current", "request", "client_id", "tenant", "audit_events")
+PRIVATE_FIELDS = ("deadline", "current", "request", "client_id", "tenant", "audit_events", "dispatches")
 
 
 def public_view(job: dict[str, Any]) -> dict[str, Any]:

@@ -13,19 +13,27 @@ from typing import Any
 from jobs import model
 from jobs.model import Event
 from routing.budget import attempt_time_limit_ms, worth_starting
-from routing.plan import lanes_to_try
 
 Changed = tuple[dict[str, Any], list[Event]]
+REFUSALS = ("capacity:", "unsupported:")  # skip reasons given by the lane itself, not by policy
 
 
 def next_step(job: dict[str, Any], lease_grace_ms: int, now: float | None = None) -> Changed:
-    """Dispatch the next untried lane of the plan with its share of the budget, or fail the job."""
+    """Walk the plan past the last lane handled: record lanes that refused the problem themselves as
+    skipped attempts (lanes left out by policy stay in the plan only), then dispatch the next lane to
+    try with its share of the budget, or fail the job when none is left."""
     now = time.time() if now is None else now
-    tried = {a["lane"] for a in job["attempts"]}
-    lanes = [lane for lane in lanes_to_try(job["plan"]) if lane not in tried]
+    handled = {a["lane"] for a in job["attempts"]}
+    pending = [step for step in job["plan"] if step["lane"] not in handled
+               and (step["action"] == "try" or step["reason"].startswith(REFUSALS))]
     events: list[Event] = []
-    while lanes:
-        lane, later = lanes[0], len(lanes) - 1
+    for i, step in enumerate(pending):
+        lane = step["lane"]
+        if step["action"] == "skip":
+            job, skipped = model.skip_lane(job, lane, step["reason"])
+            events += skipped
+            continue
+        later = sum(1 for other in pending[i + 1:] if other["action"] == "try")
         remaining_ms = (job["deadline"] - now) * 1000
         limit_ms = attempt_time_limit_ms(remaining_ms, later)
         if worth_starting(limit_ms):
@@ -36,7 +44,6 @@ def next_step(job: dict[str, Any], lease_grace_ms: int, now: float | None = None
         job, skipped = model.skip_lane(job, lane, f"budget: {max(0, int(remaining_ms))} ms left, "
                                                   f"kept for the lanes after {lane}")
         events += skipped
-        lanes = lanes[1:]
     job, failed = model.fail(job, failure_reason(job, now))
     return job, events + failed
 

@@ -64,7 +64,3 @@ def _skip_reason(lane: str, problem: Any, scopes: frozenset[str], status: LaneSt
     if cost_tier == "standard" and cost_usd > standard_tier_max_usd:
         return f"cost tier: ${cost_usd:.2f} estimated exceeds the standard tier's ${standard_tier_max_usd:.2f}"
     return None
-
-
-def lanes_to_try(plan: list[dict[str, Any]]) -> list[str]:
-    return [step["lane"] for step in plan if step["action"] == "try"]

@@ -141,9 +141,10 @@ class Stack:
         wait_for(self._web_answers, 60, "gunicorn")
 
     def _web_answers(self) -> bool:
+        assert self.web is not None and self.web.alive(), self.web.tail() if self.web else "no web process"
         try:
-            return requests.get(self.url + "/healthz", timeout=1).status_code == 200
-        except requests.ConnectionError:
+            return requests.get(self.url + "/healthz", timeout=5).status_code == 200
+        except requests.RequestException:
             return False
 
     def start_worker(self, lane: str, env: dict[str, str] | None = None, concurrency: int = 1) -> None:

@@ -37,7 +37,9 @@ def test_sync_fast_path_answers_a_tsp_in_the_response(stack: Stack, token: str) 
     assert job["provenance"]["fingerprint"].startswith("sha256:") and job["provenance"]["seed"] == 5
     assert [p["action"] for p in job["plan"]] == ["skip", "skip", "try"]
     assert job["plan"][0]["reason"]  # why qpu could not take a tsp
-    assert [a["outcome"] for a in job["attempts"]] == ["succeeded"]
+    assert [(a["lane"], a["outcome"]) for a in job["attempts"]] == [
+        ("qpu", "skipped"), ("sim", "skipped"), ("heuristic", "succeeded")]
+    assert job["attempts"][1]["reason"] == "capacity: 121 qubits > 20"
 
 
 def test_async_cvrp_and_assignment_on_the_heuristic_lane(stack: Stack, token: str) -> None:
@@ -69,6 +71,16 @@ def test_qpu_lane_runs_on_the_emulated_device_with_its_calibration(stack: Stack,
     calibration = job["provenance"]["calibration"]
     assert calibration["sha256"] and calibration["backend"]
     assert stack.redis().exists(f"qgate:calibration:{calibration['sha256']}")
+
+
+def test_over_capacity_problem_sent_to_sim_falls_back_to_heuristic(stack: Stack, token: str) -> None:
+    qubo = {"kind": "qubo", "n": 25, "terms": [[i, i + 1, -1.0] for i in range(24)] + [[3, 3, 2.0]]}
+    reply = stack.solve(token, {"problem": qubo, "solver": "sim", "seed": 2}, budget_ms=1000)
+    assert reply.status_code == 200, reply.text
+    job = reply.json()
+    assert [(a["lane"], a["outcome"]) for a in job["attempts"]] == [("sim", "skipped"), ("heuristic", "succeeded")]
+    assert job["attempts"][0]["reason"] == "capacity: 25 qubits > 20"
+    assert job["solver"]["lane"] == "heuristic" and job["result"]["energy"] == -22.0
 
 
 def test_forced_qpu_failure_falls_back_to_sim_with_both_attempts_recorded(stack: Stack, token: str) -> None:
@@ -122,8 +134,8 @@ def test_audit_worker_down_loses_no_event(stack: Stack, token: str) -> None:
         stack.start_audit()
     for job_id in job_ids:
         types = [e["type"] for e in stack.wait_audited(job_id, "job.succeeded")]
-        assert types == ["job.accepted", "attempt.enqueued", "attempt.started", "attempt.succeeded",
-                         "job.succeeded"]
+        assert types == ["job.accepted", "attempt.skipped", "attempt.skipped", "attempt.enqueued",
+                         "attempt.started", "attempt.succeeded", "job.succeeded"]
 
 
 def test_cancel_an_unfinished_job(stack: Stack, token: str) -> None:

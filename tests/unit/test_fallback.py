@@ -101,3 +101,17 @@ def test_public_view_hides_internal_fields() -> None:
     view = model.public_view(job)
     assert "tenant" not in view and "deadline" not in view and "current" not in view
     assert view["current_lane"] == "qpu" and view["status"] == "queued"
+
+
+def test_lanes_that_refuse_are_recorded_in_plan_order_as_the_job_moves_past_them() -> None:
+    job = _job(lanes=("sim",))
+    job["plan"] = [{"lane": "qpu", "action": "skip", "reason": "capacity: 30 qubits > 5"},
+                   {"lane": "sim", "action": "try", "reason": "fallback"},
+                   {"lane": "heuristic", "action": "skip", "reason": "unsupported: the heuristic lane does not solve 'circuit'"}]
+    job, events = fallback.start(job, GRACE, now=T0)
+    assert [(a["lane"], a["outcome"]) for a in job["attempts"]] == [("qpu", "skipped")]
+    assert [e[0] for e in events] == ["attempt.skipped", "attempt.enqueued"] and job["current"]["lane"] == "sim"
+    job, events = fallback.conclude_attempt(job, 2, "failed", "boom", GRACE, now=T0 + 1)
+    assert [(a["lane"], a["outcome"]) for a in job["attempts"]] == [("qpu", "skipped"), ("sim", "failed"),
+                                                                    ("heuristic", "skipped")]
+    assert job["status"] == "failed" and "heuristic skipped: unsupported" in job["error"]
