@@ -30,6 +30,7 @@ bench: install
 	@scripts/ensure-redis --binary
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 	$(BIN)/python -m bench.audit $(BENCH_AUDIT_ARGS)
+	$(BIN)/python -m bench.solvers $(BENCH_SOLVERS_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
