@@ -93,6 +93,18 @@ def test_forced_qpu_failure_falls_back_to_sim_with_both_attempts_recorded(stack:
     assert types.index("attempt.failed") < types.index("job.fallback") < types.index("job.succeeded")
 
 
+def test_qpu_provider_failures_and_queue_delays_map_to_attempt_outcomes(stack: Stack, token: str) -> None:
+    body = {"problem": problems.circuit(), "solver": "qpu"}
+    with stack.worker_env("qpu", QGATE_QPU_FAILURE_RATE="1.0"):
+        failed = _finished(stack, token, body, budget_ms=6000)
+    assert failed["status"] == "succeeded" and failed["solver"]["lane"] == "sim"
+    assert failed["attempts"][0]["outcome"] == "failed" and "QpuError" in failed["attempts"][0]["reason"]
+    with stack.worker_env("qpu", QGATE_QPU_QUEUE_DELAY_MS="30000"):
+        delayed = _finished(stack, token, body, budget_ms=4000)
+    assert delayed["status"] == "succeeded" and delayed["solver"]["lane"] == "sim"
+    assert delayed["attempts"][0]["outcome"] == "timeout", delayed["attempts"]
+
+
 def test_soft_time_limit_records_timeout_and_falls_back(stack: Stack, token: str) -> None:
     with stack.worker_env("qpu", QGATE_FAULTS="qpu.delay_ms=30000"):
         started = time.monotonic()
