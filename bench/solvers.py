@@ -48,13 +48,13 @@ def load_rounded(name: str) -> Any:
     return parse_problem(problem)
 
 
-def direct_pyvrp(name: str, budget_s: float, seed: int) -> float:
+def direct_pyvrp(name: str, budget_s: float, seed: int) -> float | None:
     import pyvrp
     from pyvrp.stop import MaxRuntime
 
     data = pyvrp.read(str(DATA / f"{name}.vrp"), round_func="round")
     result = pyvrp.solve(data, stop=MaxRuntime(budget_s), seed=seed, display=False)
-    return float(result.cost())
+    return float(result.cost()) if result.is_feasible() else None
 
 
 def heuristic_quality(instances: list[str], budgets: list[float], seed: int = 1) -> list[dict[str, Any]]:
@@ -63,15 +63,20 @@ def heuristic_quality(instances: list[str], budgets: list[float], seed: int = 1)
         bks, problem = best_known(name), load_rounded(name)
         for budget in budgets:
             solution = PyVrpRouting().solve(problem, time_limit_s=budget, seed=seed)
-            lane_cost = score(problem, solution.result)["cost"]
+            scored = score(problem, solution.result)
             direct_cost = direct_pyvrp(name, budget, seed)
             rows.append({"instance": name, "budget_s": budget, "bks": bks,
-                         "lane_gap_pct": round(100 * (lane_cost / bks - 1), 2),
-                         "direct_gap_pct": round(100 * (direct_cost / bks - 1), 2),
+                         "lane_gap_pct": _gap(scored["cost"] if scored["feasible"] else None, bks),
+                         "direct_gap_pct": _gap(direct_cost, bks),
                          "lane_runtime_s": solution.details["runtime_s"],
                          "lane_iterations": solution.details["iterations"]})
             print(json.dumps(rows[-1]), flush=True)
     return rows
+
+
+def _gap(cost: float | None, bks: float) -> float | None:
+    """Percent above the best-known cost; None for an infeasible answer (its cost means nothing)."""
+    return None if cost is None else round(100 * (cost / bks - 1), 2)
 
 
 def qaoa_times(sizes: list[int], time_limit_s: float = 30.0) -> list[dict[str, Any]]:

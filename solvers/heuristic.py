@@ -143,6 +143,7 @@ class PyVrpRouting:
         data = _build_data(problem)
         budget = _budget(time_limit_s, time.perf_counter() - started)
         result = pyvrp_solve(data, stop=self._stop(budget, problem.size), seed=seed, collect_stats=False,
+                             params=_scaled_params(),
                              display=False)
         routes = [[act.idx + 1 for act in route if act.is_client()] for route in result.best.routes()]
         routes = [r for r in routes if r]
@@ -167,6 +168,20 @@ class PyVrpRouting:
         if self.max_iterations is not None:
             criteria.append(MaxIterations(self.max_iterations))
         return MultipleCriteria(criteria)
+
+
+def _scaled_params() -> Any:
+    """PyVRP's default solve parameters with its penalty bounds in our scaled units.
+
+    Penalties are in distance units: with distances multiplied by SCALE, the default upper bound
+    (1e5) is too small to make a capacity violation cost more than the detour that avoids it, and
+    PyVRP settles on infeasible routes (seen on CVRPLIB X-n157-k13).
+    """
+    from pyvrp import PenaltyParams, SolveParams
+
+    defaults = PenaltyParams()
+    penalty = PenaltyParams(min_penalty=defaults.min_penalty * SCALE, max_penalty=defaults.max_penalty * SCALE)
+    return SolveParams(penalty=penalty)
 
 
 def stall_iterations(size: int) -> int:
