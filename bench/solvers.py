@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import vrplib
 
+from solvers.circuits import GHZ3
 from solvers.heuristic import PyVrpRouting
 from solvers.instances import problem_from_vrplib
 from solvers.objective import score
@@ -28,8 +29,6 @@ from solvers.problems import parse_problem
 
 DATA = Path(__file__).parent / "data"
 INSTANCES = ("X-n101-k25", "X-n157-k13", "X-n200-k36")
-GHZ3 = ('OPENQASM 2.0; include "qelib1.inc"; qreg q[3]; creg c[3]; h q[0]; cx q[0],q[1]; cx q[1],q[2]; '
-        'measure q -> c;')
 
 
 def best_known(name: str) -> float:

@@ -25,3 +25,8 @@ def parse_qasm(qasm: str) -> Any:
     if circuit.num_clbits == 0:
         raise ValueError("the circuit measures nothing: add measurements to get counts")
     return circuit
+
+
+BELL = 'OPENQASM 2.0; include "qelib1.inc"; qreg q[2]; creg c[2]; h q[0]; cx q[0],q[1]; measure q -> c;'
+GHZ3 = ('OPENQASM 2.0; include "qelib1.inc"; qreg q[3]; creg c[3]; h q[0]; cx q[0],q[1]; cx q[1],q[2]; '
+        'measure q -> c;')

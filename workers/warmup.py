@@ -10,11 +10,11 @@ from typing import Any
 
 import structlog
 
+from solvers.circuits import BELL
 from solvers.problems import parse_problem
 from solvers.registry import choose_solver
 
 log = structlog.get_logger("qgate.worker")
-BELL = 'OPENQASM 2.0; include "qelib1.inc"; qreg q[2]; creg c[2]; h q[0]; cx q[0],q[1]; measure q -> c;'
 SAMPLES: tuple[dict[str, Any], ...] = (
     {"kind": "tsp", "locations": [[0, 0], [1, 0], [1, 1], [0, 1]]},
     {"kind": "tsp", "locations": [[i % 5, i // 5] for i in range(20)]},

@@ -3,10 +3,8 @@
 import math
 import random
 
-BELL = ('OPENQASM 2.0; include "qelib1.inc"; qreg q[2]; creg c[2]; h q[0]; cx q[0],q[1]; '
-        'measure q -> c;')
-GHZ3 = ('OPENQASM 2.0; include "qelib1.inc"; qreg q[3]; creg c[3]; h q[0]; cx q[0],q[1]; cx q[1],q[2]; '
-        'measure q -> c;')
+from solvers.circuits import BELL, GHZ3
+
 
 
 def tsp(n: int = 12, seed: int = 1) -> dict:

@@ -15,28 +15,11 @@ from typing import Any
 import pytest
 from braket import devices as braket_devices
 
-from solvers.circuits import parse_qasm
+from solvers.circuits import BELL, GHZ3, parse_qasm
 from solvers.problems import parse_problem
 from solvers.qpu import EmulatedQpu, QpuCircuitSolver, QpuError, qpu_adapter
 
-GHZ3 = """OPENQASM 2.0;
-include "qelib1.inc";
-qreg q[3];
-creg c[3];
-h q[0];
-cx q[0],q[1];
-cx q[1],q[2];
-measure q -> c;
-"""
 
-BELL = """OPENQASM 2.0;
-include "qelib1.inc";
-qreg q[2];
-creg c[2];
-h q[0];
-cx q[0],q[1];
-measure q -> c;
-"""
 
 
 def _qasm(body: str, qubits: int = 3, clbits: int = 3) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from solvers.circuits import BELL, GHZ3
 from solvers.base import LaneLimits, NoFeasibleSolution, SolverRefused
 from solvers.objective import score
 from solvers.problems import canonical_json, parse_problem
@@ -19,24 +20,7 @@ from solvers.registry import LANES, choose_solver, lane_solvers, static_verdict
 
 ROOT = Path(__file__).resolve().parents[2]
 
-BELL = """OPENQASM 2.0;
-include "qelib1.inc";
-qreg q[2];
-creg c[2];
-h q[0];
-cx q[0],q[1];
-measure q -> c;
-"""
 
-GHZ3 = """OPENQASM 2.0;
-include "qelib1.inc";
-qreg q[3];
-creg c[3];
-h q[0];
-cx q[0],q[1];
-cx q[1],q[2];
-measure q -> c;
-"""
 
 
 def _wide(qubits: int) -> str:
