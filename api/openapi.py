@@ -23,6 +23,10 @@ def _responses(*codes: int, ok: dict[str, Any] | None = None) -> dict[str, Any]:
     return out
 
 
+def _query(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": True, "schema": {"type": "integer", "minimum": 0}}
+
+
 @lru_cache(maxsize=1)
 def openapi_document() -> dict[str, Any]:
     problem_schema = TypeAdapter(Problem).json_schema(ref_template="#/components/schemas/{model}")
@@ -61,6 +65,25 @@ def openapi_document() -> dict[str, Any]:
             "summary": "A job's audit entries", "security": bearer,
             "parameters": [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}],
             "responses": _responses(200, 401, 403, 404)}},
+        "/api/v1/audit/checkpoint": {"get": {
+            "summary": "The latest signed checkpoint (C2SP tlog-checkpoint as a signed note)", "security": bearer,
+            "responses": {"200": {"description": "the note", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                          **_responses(401, 403, 404)}}},
+        "/api/v1/audit/keys": {"get": {"summary": "Audit signing keys, retired ones included",
+                                       "security": bearer, "responses": _responses(200, 401, 403)}},
+        "/api/v1/audit/proof/inclusion": {"get": {
+            "summary": "RFC 6962 inclusion proof", "security": bearer,
+            "parameters": [_query("index"), _query("size")], "responses": _responses(200, 400, 401, 403, 404)}},
+        "/api/v1/audit/proof/consistency": {"get": {
+            "summary": "RFC 6962 consistency proof", "security": bearer,
+            "parameters": [_query("first"), _query("second")], "responses": _responses(200, 400, 401, 403, 404)}},
+        "/api/v1/audit/jobs/{job_id}/receipt": {"get": {
+            "summary": "A job's entries with inclusion proofs to a checkpoint covering them", "security": bearer,
+            "parameters": [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": _responses(200, 401, 403, 404, 503)}},
+        "/api/v1/audit/entries": {"get": {
+            "summary": "Log entries by index (audit:admin: all; audit:read: own tenant's)", "security": bearer,
+            "parameters": [_query("start"), _query("end")], "responses": _responses(200, 400, 401, 403, 404)}},
         "/healthz": {"get": {"summary": "Process up", "security": [], "responses": _responses(200)}},
         "/readyz": {"get": {"summary": "Redis and a worker per lane answer", "security": [],
                             "responses": _responses(200, 503)}},

@@ -169,6 +169,7 @@ def test_openapi_describes_the_solve_endpoint(stack: Stack) -> None:
     doc = requests.get(stack.url + "/openapi.json", timeout=10).json()
     assert doc["openapi"].startswith("3.")
     assert "/api/v1/quantum/solve" in doc["paths"] and "Job" in doc["components"]["schemas"]
+    assert {"/api/v1/audit/checkpoint", "/api/v1/audit/proof/inclusion", "/api/v1/audit/jobs/{job_id}/receipt"} <= set(doc["paths"])
 
 
 def test_redis_down_is_503(tmp_path: Path) -> None:
