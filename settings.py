@@ -57,6 +57,14 @@ def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
     return value
 
 
+def _required_with(env: dict[str, str], name: str, other: str) -> str | None:
+    """A setting that must be given exactly when ``other`` is."""
+    value = env.get(name) or None
+    if bool(value) != bool(env.get(other)):
+        raise SettingsError(f"{name} and {other} go together: set both or neither")
+    return value
+
+
 def _choice(env: dict[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
     value = env.get(name) or default
     if value not in choices:
@@ -103,6 +111,8 @@ class Settings:
     qpu_price_per_task_usd: float = 0.0
     qpu_price_per_shot_usd: float = 0.0
     jwt_key_file: Path | None = None
+    trusted_jwks_url: str | None = None
+    trusted_issuer: str | None = None
     audit_origin: str = "qgate.local/audit"
     checkpoint_seconds: float = 5.0
     audit_key_file: Path | None = None
@@ -151,6 +161,8 @@ class Settings:
             qpu_price_per_task_usd=_float(env, "QGATE_QPU_PRICE_PER_TASK_USD", cls.qpu_price_per_task_usd),
             qpu_price_per_shot_usd=_float(env, "QGATE_QPU_PRICE_PER_SHOT_USD", cls.qpu_price_per_shot_usd),
             jwt_key_file=Path(env["QGATE_JWT_KEY_FILE"]) if env.get("QGATE_JWT_KEY_FILE") else None,
+            trusted_jwks_url=env.get("QGATE_TRUSTED_JWKS_URL") or None,
+            trusted_issuer=_required_with(env, "QGATE_TRUSTED_ISSUER", "QGATE_TRUSTED_JWKS_URL"),
             audit_origin=env.get("QGATE_AUDIT_ORIGIN") or cls.audit_origin,
             checkpoint_seconds=_float(env, "QGATE_CHECKPOINT_SECONDS", cls.checkpoint_seconds),
             audit_key_file=Path(env["QGATE_AUDIT_KEY_FILE"]) if env.get("QGATE_AUDIT_KEY_FILE") else None,

@@ -9,7 +9,7 @@ from flask import current_app
 
 from api.clients import ClientStore
 from api.keys import SigningKey, load_signing_key
-from api.tokens import TokenVerifier, jwks_of
+from api.tokens import ExternalIssuer, TokenVerifier, jwks_of
 from jobs.connection import connect
 from jobs.store import JobStore
 from routing.health import LaneHealth
@@ -28,7 +28,11 @@ class Services:
 
     @cached_property
     def verifier(self) -> TokenVerifier:
-        return TokenVerifier(jwks_of(self.signing_key), self.settings.issuer, self.settings.audience)
+        settings = self.settings
+        external = None
+        if settings.trusted_jwks_url and settings.trusted_issuer:
+            external = ExternalIssuer(settings.trusted_issuer, settings.trusted_jwks_url)
+        return TokenVerifier(jwks_of(self.signing_key), settings.issuer, settings.audience, external=external)
 
     @cached_property
     def clients(self) -> ClientStore:

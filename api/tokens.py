@@ -41,10 +41,31 @@ def issue_token(key: SigningKey, *, issuer: str, audience: str, client_id: str, 
     return jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid})
 
 
-class TokenVerifier:
-    """Checks tokens against a fixed set of public keys by ``kid`` (a JWKS)."""
+class ExternalIssuer:
+    """An external IdP whose tokens the gateway also accepts: its JWKS URL and its own ``iss``.
 
-    def __init__(self, jwks: Mapping[str, Any], issuer: str, audience: str, leeway_s: int = 30) -> None:
+    Each key source is bound to its issuer, so a key from the IdP's JWKS can never sign a token that
+    claims to come from qgate's own issuer, and the other way round.
+    """
+
+    def __init__(self, issuer: str, jwks_url: str, timeout_s: float = 5) -> None:
+        self.issuer = issuer
+        self.client = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300, timeout=timeout_s)
+
+    def key(self, kid: str) -> jwt.PyJWK | None:
+        try:
+            return self.client.get_signing_key(kid)
+        except jwt.PyJWKClientConnectionError:
+            raise TokenError("the trusted identity provider's keys cannot be fetched") from None
+        except jwt.PyJWKClientError:
+            return None
+
+
+class TokenVerifier:
+    """Checks tokens against our own public keys by ``kid`` (a JWKS), and optionally an external IdP's."""
+
+    def __init__(self, jwks: Mapping[str, Any], issuer: str, audience: str, leeway_s: int = 30,
+                 external: ExternalIssuer | None = None) -> None:
         self.keys: dict[str, jwt.PyJWK] = {}
         for jwk in jwks.get("keys", []):
             parsed = jwt.PyJWK.from_dict(jwk)
@@ -52,6 +73,17 @@ class TokenVerifier:
                 raise ValueError(f"key {jwk.get('kid')} uses {parsed.algorithm_name}, which is not allowed")
             self.keys[jwk["kid"]] = parsed
         self.issuer, self.audience, self.leeway_s = issuer, audience, leeway_s
+        self.external = external
+
+    def _key(self, kid: Any) -> tuple[jwt.PyJWK | None, str]:
+        """The key for ``kid`` and the issuer its tokens must name."""
+        if not isinstance(kid, str):
+            return None, self.issuer
+        if kid in self.keys:
+            return self.keys[kid], self.issuer
+        if self.external is not None:
+            return self.external.key(kid), self.external.issuer
+        return None, self.issuer
 
     def verify(self, token: str) -> Principal:
         try:
@@ -61,13 +93,13 @@ class TokenVerifier:
         alg, kid = header.get("alg"), header.get("kid")
         if alg not in ALLOWED_ALGORITHMS:
             raise TokenError(f"algorithm {alg!r} is not accepted")
-        key = self.keys.get(kid) if isinstance(kid, str) else None
+        key, issuer = self._key(kid)
         if key is None:
             raise TokenError("unknown or missing key id (kid)")
         if key.algorithm_name != alg:
             raise TokenError(f"algorithm {alg!r} does not match the key's {key.algorithm_name!r}")
         try:
-            claims = jwt.decode(token, key.key, algorithms=[alg], audience=self.audience, issuer=self.issuer,
+            claims = jwt.decode(token, key.key, algorithms=[alg], audience=self.audience, issuer=issuer,
                                 leeway=self.leeway_s,
                                 options={"require": ["exp", "iat", "iss", "aud", "sub", "tenant", "scope"]})
         except jwt.ExpiredSignatureError:

@@ -19,7 +19,8 @@ def test_faults_parse_per_lane() -> None:
 
 @pytest.mark.parametrize("env", [{"QGATE_FAULTS": "gpu.fail_rate=1"}, {"QGATE_FAULTS": "qpu.fail_rate=2"},
                                  {"QGATE_FAULTS": "qpu.delay_ms=soon"}, {"PORT": "http"},
-                                 {"QGATE_SYNC_THRESHOLD_MS": "-1"}, {"QGATE_QPU_PROVIDER": "dwave"}])
+                                 {"QGATE_SYNC_THRESHOLD_MS": "-1"}, {"QGATE_QPU_PROVIDER": "dwave"},
+                                 {"QGATE_TRUSTED_JWKS_URL": "https://idp.example/jwks.json"}])
 def test_bad_settings_name_themselves(env: dict) -> None:
     with pytest.raises(SettingsError, match=next(iter(env))):
         Settings.from_env(env)

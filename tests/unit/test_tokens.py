@@ -97,3 +97,59 @@ def test_missing_tenant_claim_is_refused(key, verifier) -> None:
     del claims["tenant"]
     with pytest.raises(TokenError):
         verifier.verify(jwt.encode(claims, key.private_key, algorithm="ES256", headers={"kid": key.kid}))
+
+
+@pytest.fixture
+def idp(tmp_path: Path):
+    """An external IdP: its own key, its JWKS served over real HTTP on loopback."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    key = load_signing_key(tmp_path / "idp" / "key.pem")
+    body = json.dumps(jwks_of(key)).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield key, f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
+    server.shutdown()
+
+
+def test_tokens_of_a_trusted_external_idp_verify_against_its_own_issuer_only(key, idp) -> None:
+    from api.tokens import ExternalIssuer
+
+    idp_key, jwks_url = idp
+    verifier = TokenVerifier(jwks_of(key), "qgate", "qgate-api",
+                             external=ExternalIssuer("https://idp.example", jwks_url))
+    external = _token(idp_key, issuer="https://idp.example", tenant="acme")
+    assert verifier.verify(external).tenant == "acme"
+    assert verifier.verify(_token(key)).client_id == "c1"
+    with pytest.raises(TokenError, match="wrong issuer"):
+        verifier.verify(_token(idp_key, issuer="qgate"))  # the IdP's key cannot speak for qgate
+    with pytest.raises(TokenError, match="wrong issuer"):
+        verifier.verify(_token(key, issuer="https://idp.example"))  # nor ours for the IdP
+    unknown = jwt.encode({**_claims(), "iss": "https://idp.example"}, ec.generate_private_key(ec.SECP256R1()),
+                         algorithm="ES256", headers={"kid": "not-in-any-jwks"})
+    with pytest.raises(TokenError, match="kid"):
+        verifier.verify(unknown)
+
+
+def test_unreachable_external_jwks_is_a_token_error(key) -> None:
+    from api.tokens import ExternalIssuer
+
+    other = ec.generate_private_key(ec.SECP256R1())
+    token = jwt.encode({**_claims(), "iss": "https://idp.example"}, other, algorithm="ES256", headers={"kid": "idp-1"})
+    verifier = TokenVerifier(jwks_of(key), "qgate", "qgate-api",
+                             external=ExternalIssuer("https://idp.example", "http://127.0.0.1:9/jwks.json", 1))
+    with pytest.raises(TokenError, match="cannot be fetched"):
+        verifier.verify(token)
