@@ -42,9 +42,7 @@ def load_rounded(name: str) -> Any:
     """The instance with CVRPLIB's convention: Euclidean distances rounded to the nearest integer."""
     instance = vrplib.read_instance(str(DATA / f"{name}.vrp"))
     instance["edge_weight"] = np.round(instance["edge_weight"])
-    problem = problem_from_vrplib(instance)
-    problem["num_vehicles"] = len(problem["demands"]) - 1  # X instances: the fleet is not binding
-    return parse_problem(problem)
+    return parse_problem(problem_from_vrplib(instance))
 
 
 def direct_pyvrp(name: str, budget_s: float, seed: int) -> float | None:

@@ -2,13 +2,14 @@
 
 TSPLIB and VRPLIB files are read with the ``vrplib`` package; JSON files hold either a bare problem or
 a whole solve body. Distances are the file's edge weights (``vrplib`` computes Euclidean ones for
-coordinate instances, unrounded).
+coordinate instances, unrounded). The fleet is the file's VEHICLES field, else unlimited (n - 1): the
+``-kN`` in a CVRPLIB name is the minimum number of routes, not a fleet size (X-n101-k25's best-known
+solution uses 26 routes).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +43,4 @@ def problem_from_vrplib(instance: dict[str, Any]) -> dict[str, Any]:
         return {"kind": "tsp", "distances": distances}
     demands = [int(instance["demand"][i]) for i in order]
     return {"kind": "cvrp", "distances": distances, "demands": demands,
-            "vehicle_capacity": int(instance["capacity"]),
-            "num_vehicles": int(instance.get("vehicles") or _vehicles_from_name(str(instance.get("name", ""))) or n - 1)}
-
-
-def _vehicles_from_name(name: str) -> int | None:
-    """CVRPLIB names carry the fleet size, e.g. ``A-n32-k5`` has 5 vehicles."""
-    match = re.search(r"-k(\d+)", name)
-    return int(match.group(1)) if match else None
+            "vehicle_capacity": int(instance["capacity"]), "num_vehicles": int(instance.get("vehicles") or n - 1)}
