@@ -21,7 +21,7 @@ from audit.checkpoints import CheckpointStore, checkpoint_body
 from audit.entry import decode_line
 from audit.keys import KeyInfo, Keyring, signer_from_file
 from audit.note import parse_checkpoint
-from audit.reader import AuditReader, job_entries
+from audit.reader import AuditReader
 from audit.verify import verify_file
 
 bp = Blueprint("audit", __name__)
@@ -64,8 +64,10 @@ def verify() -> Any:
 @bp.get("/api/v1/audit/jobs/<job_id>")
 @require("audit:read")
 def entries_of_job(job_id: str) -> Any:
-    entries = list(job_entries(services().settings.audit_path, job_id))
-    if not entries or any(e.get("tenant") != g.principal.tenant for e in entries):
+    indices, _ = _wait_for_entries(job_id, _counted_events(job_id), checkpointed=False)
+    with _reader() as reader:
+        entries = [decode_line(reader.line(index)) for index in indices]
+    if any(entry.get("tenant") != g.principal.tenant for entry in entries):
         raise ApiError(404, "no audit entries for this job")
     return jsonify({"job_id": job_id, "entries": entries})
 
@@ -134,19 +136,9 @@ def entries() -> Any:
 @bp.get("/api/v1/audit/jobs/<job_id>/receipt")
 @require("audit:read")
 def receipt(job_id: str) -> Any:
-    """Every entry of the job with its inclusion proof to a checkpoint that covers them all.
-
-    The job record counts the audit events it emitted, so the receipt waits until the log holds all of
-    them and a checkpoint has been cut over them, instead of answering with a partial or stale one.
-    """
-    svc = services()
-    job = svc.jobs.get(job_id) if len(job_id) <= 64 else None
-    known = job is not None or svc.redis.exists(job_index_key(job_id))
-    if not known or (job is not None and job["tenant"] != g.principal.tenant):
-        raise ApiError(404, "no audit entries for this job")
-    expected = job.get("audit_events", 0) if job else 0
-    indices, note = _wait_for_receipt(job_id, expected)
-    checkpoint_ = parse_checkpoint(checkpoint_body(note))
+    """Every entry of the job with its inclusion proof to a checkpoint that covers them all."""
+    indices, note = _wait_for_entries(job_id, _counted_events(job_id), checkpointed=True)
+    checkpoint_ = parse_checkpoint(checkpoint_body(note or ""))
     items = []
     with _reader() as reader:
         for index in indices:
@@ -158,16 +150,28 @@ def receipt(job_id: str) -> Any:
     return jsonify({"job_id": job_id, "checkpoint": note, "entries": items})
 
 
-def _wait_for_receipt(job_id: str, expected: int) -> tuple[list[int], str]:
-    """The job's log indices once all ``expected`` are written, and a checkpoint covering them."""
+def _counted_events(job_id: str) -> int:
+    """How many audit events the job record counted; 404 for another tenant's or an unknown job."""
+    svc = services()
+    job = svc.jobs.get(job_id) if len(job_id) <= 64 else None
+    known = job is not None or svc.redis.exists(job_index_key(job_id))
+    if not known or (job is not None and job["tenant"] != g.principal.tenant):
+        raise ApiError(404, "no audit entries for this job")
+    return job.get("audit_events", 0) if job else 0
+
+
+def _wait_for_entries(job_id: str, expected: int, *, checkpointed: bool) -> tuple[list[int], str | None]:
+    """The job's log indices once all ``expected`` entries are written (and, if ``checkpointed``, the
+    latest checkpoint once it covers them): answers are never partial or cut to a stale checkpoint."""
     svc = services()
     store = _checkpoints()
     deadline = time.monotonic() + svc.settings.checkpoint_seconds * RECEIPT_WAIT_FACTOR + 1
     while True:
         indices = sorted(int(i) for i in svc.redis.smembers(job_index_key(job_id)))
-        note = store.latest()
-        if indices and len(indices) >= expected and note is not None \
-                and parse_checkpoint(checkpoint_body(note)).size > indices[-1]:
+        note = store.latest() if checkpointed else None
+        written = bool(indices) and len(indices) >= expected
+        covered = not checkpointed or (note is not None and parse_checkpoint(checkpoint_body(note)).size > indices[-1])
+        if written and covered:
             return indices, note
         if time.monotonic() > deadline:
             raise ApiError(503, "the job's audit entries are not all written and checkpointed yet; retry shortly",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from typing import Any
 
@@ -89,7 +90,8 @@ def _claim_idempotency(key: str, body: dict[str, Any], budget_ms: int, job_id: s
         raise ApiError(422, "invalid request", errors=[{"loc": ["header", "Idempotency-Key"],
                                                          "msg": "at most 200 characters"}])
     tenant = g.principal.tenant
-    body_hash = hashlib.sha256(repr((sorted(body.items(), key=str), budget_ms)).encode()).hexdigest()
+    canonical = json.dumps({"body": body, "budget_ms": budget_ms}, sort_keys=True, separators=(",", ":"))
+    body_hash = hashlib.sha256(canonical.encode()).hexdigest()
     bound = services().jobs.claim_idempotency(tenant, key, body_hash, job_id)
     if bound is None:
         return None

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from audit.chain import AuditPaths
-from audit.entry import decode_line
 from audit.index import LineIndex, read_line
 from audit.merkle import MerkleStore
 
@@ -45,15 +44,3 @@ class AuditReader:
         for i in range(max(0, start), min(end, self.size)):
             yield i, self.line(i)
 
-
-def job_entries(path: Path, job_id: str) -> Iterator[dict[str, Any]]:
-    """Every whole entry of ``job_id``, in log order, by a linear scan (for when no index is at hand)."""
-    if not path.exists():
-        return
-    needle = f'"job_id":"{job_id}"'.encode()
-    with path.open("rb") as handle:
-        for line in handle:
-            if needle in line and line.endswith(b"\n"):
-                entry = decode_line(line)
-                if entry.get("job_id") == job_id:
-                    yield entry

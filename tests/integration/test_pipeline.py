@@ -167,6 +167,9 @@ def test_idempotency_key_returns_the_same_job(stack: Stack, token: str) -> None:
     second = stack.solve(token, body, 5000, **{"Idempotency-Key": "order-1"})
     assert first.status_code in (200, 202) and second.status_code in (200, 202)
     assert first.json()["job_id"] == second.json()["job_id"]
+    reordered = {"problem": dict(reversed(list(body["problem"].items())))}  # same request, keys reordered
+    third = stack.solve(token, reordered, 5000, **{"Idempotency-Key": "order-1"})
+    assert third.status_code in (200, 202) and third.json()["job_id"] == first.json()["job_id"]
     other = stack.solve(token, {"problem": problems.tsp(7)}, 5000, **{"Idempotency-Key": "order-1"})
     assert other.status_code == 409
 
