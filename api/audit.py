@@ -7,6 +7,7 @@ by ingress processes on the host that keeps the log.
 from __future__ import annotations
 
 import base64
+import re
 import time
 from typing import Any
 
@@ -23,9 +24,11 @@ from audit.keys import KeyInfo, Keyring, signer_from_file
 from audit.note import parse_checkpoint
 from audit.reader import AuditReader
 from audit.verify import verify_file
+from jobs import model
 
 bp = Blueprint("audit", __name__)
 MAX_ENTRIES = 1000
+INDEX_PATTERN = re.compile(r"[0-9]{1,15}")
 RECEIPT_WAIT_FACTOR = 2.5
 
 
@@ -35,8 +38,8 @@ def _b64(data: bytes) -> str:
 
 def _int_arg(name: str) -> int:
     raw = request.args.get(name, "")
-    if not raw.isdigit():
-        raise ApiError(400, f"query parameter '{name}' must be a non-negative integer")
+    if not INDEX_PATTERN.fullmatch(raw):
+        raise ApiError(400, f"query parameter '{name}' must be a non-negative integer of at most 15 digits")
     return int(raw)
 
 
@@ -153,7 +156,9 @@ def receipt(job_id: str) -> Any:
 def _counted_events(job_id: str) -> int:
     """How many audit events the job record counted; 404 for another tenant's or an unknown job."""
     svc = services()
-    job = svc.jobs.get(job_id) if len(job_id) <= 64 else None
+    if not model.is_job_id(job_id):
+        raise ApiError(404, "no audit entries for this job")
+    job = svc.jobs.get(job_id)
     known = job is not None or svc.redis.exists(job_index_key(job_id))
     if not known or (job is not None and job["tenant"] != g.principal.tenant):
         raise ApiError(404, "no audit entries for this job")
@@ -170,7 +175,8 @@ def _wait_for_entries(job_id: str, expected: int, *, checkpointed: bool) -> tupl
         indices = sorted(int(i) for i in svc.redis.smembers(job_index_key(job_id)))
         note = store.latest() if checkpointed else None
         written = bool(indices) and len(indices) >= expected
-        covered = not checkpointed or (note is not None and parse_checkpoint(checkpoint_body(note)).size > indices[-1])
+        covered = not checkpointed or (written and note is not None
+                                       and parse_checkpoint(checkpoint_body(note)).size > indices[-1])
         if written and covered:
             return indices, note
         if time.monotonic() > deadline:

@@ -18,7 +18,7 @@ bp = Blueprint("jobs", __name__)
 
 def own_job(job_id: str) -> dict[str, Any]:
     """The job if it belongs to the caller's tenant; 404 alike for missing and foreign jobs."""
-    job = services().jobs.get(job_id) if len(job_id) <= 64 else None
+    job = services().jobs.get(job_id) if model.is_job_id(job_id) else None
     if job is None or job["tenant"] != g.principal.tenant:
         raise ApiError(404, "job not found")
     structlog.contextvars.bind_contextvars(job_id=job_id)

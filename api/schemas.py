@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import math
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from api.body import SAFE_INTEGER
+
+MAX_METADATA_ITEMS = 32
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+MAX_METADATA_TEXT = 1024
+
+
+def _metadata_value_problem(value: Any) -> str | None:
+    """Why ``value`` cannot be a metadata value, or None: flat scalars that every stage can carry."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        return f"text of at most {MAX_METADATA_TEXT} characters" if len(value) > MAX_METADATA_TEXT else None
+    if isinstance(value, int):
+        return None if abs(value) <= SAFE_INTEGER else f"an integer within ±{SAFE_INTEGER}"
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "a finite number"
+    return "a string, number, boolean or null (no lists or objects)"
 
 
 class SolveRequest(BaseModel):
@@ -16,7 +36,16 @@ class SolveRequest(BaseModel):
     cost_tier: Literal["standard", "premium"] = "standard"
     callback_url: str | None = Field(default=None, max_length=2048)
     seed: int | None = Field(default=None, ge=0, lt=2**32)
-    metadata: dict[str, str | int | float | bool | None] = Field(default_factory=dict, max_length=32)
+    metadata: dict[MetadataKey, Any] = Field(default_factory=dict, max_length=MAX_METADATA_ITEMS)
+
+    @field_validator("metadata")
+    @classmethod
+    def _flat_scalars(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key, item in value.items():
+            problem = _metadata_value_problem(item)
+            if problem:
+                raise ValueError(f"metadata[{key!r}] must be {problem}")
+        return value
 
     @field_validator("callback_url")
     @classmethod

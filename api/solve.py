@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from typing import Any
 
@@ -12,6 +13,7 @@ from flask import Blueprint, g, jsonify, request
 from pydantic import ValidationError
 
 from api.auth import enforce_rate_limit, require
+from api.body import BodyError, parse_json_body
 from api.errors import ApiError, unprocessable
 from api.schemas import SolveRequest
 from api.services import services
@@ -24,12 +26,15 @@ from workers.dispatch import enqueue_current
 
 bp = Blueprint("solve", __name__)
 BUDGET_HEADER = "X-Latency-Budget-Ms"
+BUDGET_PATTERN = re.compile(r"[0-9]{1,10}")
 
 
 def _read_json() -> dict[str, Any]:
-    body = request.get_json(silent=True, force=True)
-    if body is None:
-        raise ApiError(400, "request body is not readable JSON")
+    try:
+        body = parse_json_body(request.get_data(cache=True))
+    except BodyError as exc:
+        errors = [exc.as_error()] if exc.status == 422 else None
+        raise ApiError(exc.status, exc.message, errors=errors) from None
     if not isinstance(body, dict):
         raise ApiError(422, "invalid request", errors=[{"loc": ["body"], "msg": "must be a JSON object"}])
     return body
@@ -40,7 +45,7 @@ def _budget_ms() -> int:
     raw = request.headers.get(BUDGET_HEADER)
     if raw is None:
         return settings.default_budget_ms
-    if not raw.strip().isdigit() or not 1 <= int(raw) <= settings.max_budget_ms:
+    if not BUDGET_PATTERN.fullmatch(raw.strip()) or not 1 <= int(raw) <= settings.max_budget_ms:
         raise ApiError(422, "invalid request", errors=[{"loc": ["header", BUDGET_HEADER],
                        "msg": f"must be an integer from 1 to {settings.max_budget_ms}"}])
     return int(raw)
@@ -98,9 +103,11 @@ def _claim_idempotency(key: str, body: dict[str, Any], budget_ms: int, job_id: s
     bound_job, bound_hash = bound
     if bound_hash != body_hash:
         raise ApiError(409, "Idempotency-Key was already used with a different request")
-    job = services().jobs.get(bound_job)
+    job = services().jobs.get(bound_job) if model.is_job_id(bound_job) else None
     if job is None:
         raise ApiError(409, "Idempotency-Key is being used by a request still in progress; retry")
+    if job["tenant"] != tenant:
+        raise ApiError(409, "Idempotency-Key was already used with a different request")
     return job
 
 

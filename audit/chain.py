@@ -7,10 +7,11 @@ index and tree are brought back in step with whatever whole lines the log holds.
 
 from __future__ import annotations
 
+import fcntl
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from audit.entry import GENESIS, decode_line, encode_line, make_entry
 from audit.index import LineIndex, read_line
@@ -55,6 +56,17 @@ def stream_id_key(event_id: str) -> tuple[int, int]:
     return int(ms), int(n or 0)
 
 
+class LogBusy(RuntimeError):
+    """Another process holds the log open for writing (its exclusive lock on the file)."""
+
+
+Quarantine = Callable[[str, Any, str], dict[str, Any]]
+
+
+def _refuse(event_id: str, event: Any, reason: str) -> dict[str, Any]:
+    raise ValueError(f"event {event_id} cannot be written: {reason}")
+
+
 class AuditChain:
     """Appends entries to a JSON Lines file; the only writer of that file.
 
@@ -68,6 +80,11 @@ class AuditChain:
         self.signer = signer
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            raise LogBusy(f"{path} is held by another writer") from None
         self.repaired_bytes = 0
         self.head = self._recover()
         self.index = LineIndex(self.paths.index)
@@ -75,7 +92,7 @@ class AuditChain:
         self._sync_indexes()
 
     def close(self) -> None:
-        os.close(self._fd)
+        os.close(self._fd)  # closing the descriptor releases the writer's lock on the file
         self.index.close()
         self.tree.close()
 
@@ -155,16 +172,37 @@ class AuditChain:
     def line(self, index: int) -> bytes:
         return read_line(self._fd, self.index, index)
 
-    def append_batch(self, events: Iterable[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
-        """Seal and durably write ``(event_id, event)`` pairs in order; return the entries written."""
+    def _seal(self, head: Head, event_id: str, event: Any, quarantine: Quarantine) -> tuple[dict[str, Any], bytes]:
+        """The entry for ``event`` and its line; an event that canonical JSON cannot carry (NaN, an
+        integer beyond 2**53, a lone surrogate, not an object) is replaced by what ``quarantine`` makes
+        of it, so that one bad event can never stop the log."""
+        try:
+            if not isinstance(event, dict):
+                raise ValueError(f"an event must be a JSON object, not {type(event).__name__}")
+            entry = make_entry(head.next_seq, head.hash, event, event_id, self.signer)
+            line = encode_line(entry)
+            if decode_line(line) != entry:
+                raise ValueError("the entry does not read back as written")
+            return entry, line
+        except (ValueError, TypeError, RecursionError) as exc:
+            reason = f"{type(exc).__name__}: {exc}".encode("ascii", "backslashreplace").decode()[:300]
+            entry = make_entry(head.next_seq, head.hash, quarantine(event_id, event, reason), event_id, self.signer)
+            return entry, encode_line(entry)
+
+    def append_batch(self, events: Iterable[tuple[str, Any]], quarantine: Quarantine = _refuse) -> list[dict[str, Any]]:
+        """Seal and durably write ``(event_id, event)`` pairs in order; return the entries written.
+
+        ``quarantine(event_id, event, reason)`` returns the event to write in place of one that cannot
+        be encoded; by default such an event raises ValueError and nothing of the batch is written.
+        """
         written: list[dict[str, Any]] = []
         lines: list[bytes] = []
         head = Head(self.head.next_seq, self.head.hash, self.head.event_id)
         for event_id, event in events:
             if stream_id_key(event_id) <= stream_id_key(head.event_id):
                 continue
-            entry = make_entry(head.next_seq, head.hash, event, event_id, self.signer)
-            lines.append(encode_line(entry))
+            entry, line = self._seal(head, event_id, event, quarantine)
+            lines.append(line)
             written.append(entry)
             head = Head(head.next_seq + 1, entry["hash"], event_id)
         if not lines:

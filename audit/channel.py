@@ -13,6 +13,7 @@ from typing import Any
 
 STREAM = "qgate:audit:events"
 GROUP = "audit-writer"
+DEAD_LETTERS = "qgate:audit:dead-letters"  # events the log could not hold, kept as they came
 
 
 def job_index_key(job_id: str) -> str:

@@ -61,9 +61,24 @@ def encode_line(entry: Mapping[str, Any]) -> bytes:
     return rfc8785.dumps(dict(entry)) + b"\n"
 
 
+SAFE_INTEGER = 2**53 - 1
+
+
+def _number_as_written(text: str) -> int | float:
+    """An integer literal as RFC 8785 wrote it.
+
+    RFC 8785 writes every number as the shortest form of its IEEE-754 double, so the float 1e17 is
+    written ``100000000000000000``. Read back as a Python int it lies beyond ±(2**53 - 1), where the
+    canonicaliser refuses ints, and the line's hash could not be recomputed. Such a literal can only
+    have come from a double, so it is read back as that double, which canonicalises to the same bytes.
+    """
+    value = int(text)
+    return value if -SAFE_INTEGER <= value <= SAFE_INTEGER else float(text)
+
+
 def decode_line(line: bytes | str) -> dict[str, Any]:
-    """Parse one line; raises ValueError when it is not a JSON object."""
-    data = json.loads(line)
+    """Parse one line, numbers read the way the canonical form wrote them; ValueError if not an object."""
+    data = json.loads(line, parse_int=_number_as_written)
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
     return data

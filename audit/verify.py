@@ -71,7 +71,10 @@ def verify_lines(lines: Iterable[bytes], keys: Mapping[str, Ed25519PublicKey] | 
     due = sorted(checkpoints, key=lambda c: c.size)
     position = -1
     for position, raw in enumerate(lines):
-        problem = _check(position, raw, prev, keys)
+        try:
+            problem = _check(position, raw, prev, keys)
+        except Exception as exc:  # a line that breaks the checker itself is a bad line, never a crash
+            problem = f"seq {position}: cannot be checked ({type(exc).__name__}: {str(exc)[:200]})"
         if problem:
             return Verification(False, position, prev, position, problem)
         prev = decode_line(raw)["hash"]
@@ -97,6 +100,8 @@ def _check(position: int, raw: bytes, prev: str, keys: Mapping[str, Ed25519Publi
         return f"line {position + 1} is not a JSON object"
     if entry.get("seq") != position:
         return f"expected seq {position}, found {entry.get('seq')!r}: a line was deleted, inserted or moved"
+    if not isinstance(entry.get("hash"), str):
+        return f"seq {position}: has no hash"
     if entry.get("prev") != prev:
         return f"seq {position}: prev does not match the hash of seq {position - 1}"
     if entry.get("hash") != entry_hash(entry):

@@ -7,6 +7,7 @@ and its events atomically, so the log and the job never disagree.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from datetime import datetime, timezone
@@ -25,8 +26,16 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+JOB_ID = re.compile(r"[0-9a-f]{32}")
+
+
 def new_job_id() -> str:
     return uuid.uuid4().hex
+
+
+def is_job_id(value: str) -> bool:
+    """Whether ``value`` has the form of a job id: anything else could name another Redis key."""
+    return JOB_ID.fullmatch(value) is not None
 
 
 def new_job(*, job_id: str, tenant: str, client_id: str, kind: str, budget_ms: int, request: dict[str, Any],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from typing import Any, Callable
@@ -33,7 +34,16 @@ def active_key(tenant: str) -> str:
 
 
 def idempotency_key(tenant: str, key: str) -> str:
-    return f"qgate:idem:{tenant}:{key}"
+    """A Redis key per (tenant, client key) that no other pair can produce: both parts are hashed with a
+    length prefix, so ``("acme:k2", "y")`` and ``("acme", "k2:y")`` land on different keys."""
+    digest = hashlib.sha256(f"{len(tenant)}:{tenant}\n{key}".encode("utf-8", "surrogatepass")).hexdigest()
+    return f"qgate:idem:{digest}"
+
+
+def _dumps(record: dict[str, Any]) -> str:
+    """Strict JSON: a NaN or infinity is refused here (ValueError) rather than stored, answered as
+    invalid JSON, and sent to the audit log."""
+    return json.dumps(record, allow_nan=False)
 
 
 class JobStore:
@@ -46,9 +56,10 @@ class JobStore:
     def create(self, job: dict[str, Any], problem: dict[str, Any], events: list[Event]) -> None:
         job["audit_events"] = len(events)
         pipe = self.redis.pipeline(transaction=True)
-        pipe.set(job_key(job["job_id"]), json.dumps(job))
-        pipe.set(problem_key(job["job_id"]), json.dumps(problem))
+        pipe.set(job_key(job["job_id"]), _dumps(job))
+        pipe.set(problem_key(job["job_id"]), _dumps(problem))
         pipe.sadd(active_key(job["tenant"]), job["job_id"])
+        self._track_lease(pipe, job)
         self._emit(pipe, job, events)
         pipe.execute()
 
@@ -96,12 +107,8 @@ class JobStore:
     def _write(self, pipe: Any, job: dict[str, Any], events: list[Event]) -> None:
         job_id = job["job_id"]
         job["audit_events"] = job.get("audit_events", 0) + len(events)
-        pipe.set(job_key(job_id), json.dumps(job))
-        current = job.get("current")
-        if current:
-            pipe.zadd(LEASES, {job_id: current["lease_until"]})
-        else:
-            pipe.zrem(LEASES, job_id)
+        pipe.set(job_key(job_id), _dumps(job))
+        self._track_lease(pipe, job)
         if job["status"] in TERMINAL:
             pipe.srem(active_key(job["tenant"]), job_id)
             pipe.expire(job_key(job_id), self.ttl_s)
@@ -109,6 +116,15 @@ class JobStore:
             pipe.rpush(done_key(job_id), job["status"])
             pipe.expire(done_key(job_id), 300)
         self._emit(pipe, job, events)
+
+    @staticmethod
+    def _track_lease(pipe: Any, job: dict[str, Any]) -> None:
+        """Every attempt in flight, the first included, is in the watchdog's lease set."""
+        current = job.get("current")
+        if current:
+            pipe.zadd(LEASES, {job["job_id"]: current["lease_until"]})
+        else:
+            pipe.zrem(LEASES, job["job_id"])
 
     @staticmethod
     def _emit(pipe: Any, job: dict[str, Any], events: list[Event]) -> None:

@@ -40,7 +40,43 @@ def score(problem: Any, result: dict[str, Any]) -> dict[str, Any]:
     scorer = _SCORERS.get(type(problem))
     if scorer is None:
         raise TypeError(f"cannot score a {type(problem).__name__}")
-    return scorer(problem, result)
+    scored = scorer(problem, result)
+    _require_finite(scored, "result")
+    return scored
+
+
+def loggable(value: Any) -> Any:
+    """A copy of a solver's free-form details that JSON and the audit log can carry: a non-finite float
+    becomes None and an integer beyond ±2**53 becomes a float, e.g. an energy that overflowed in a QAOA
+    penalty encoding. Details inform; they are never worth losing the answer or the log over."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, int):
+        return value if abs(value) <= 2**53 - 1 else float(value)
+    if isinstance(value, dict):
+        return {str(k): loggable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [loggable(v) for v in value]
+    if hasattr(value, "item"):  # numpy scalars
+        return loggable(value.item())
+    if hasattr(value, "tolist"):  # numpy arrays
+        return loggable(value.tolist())
+    return str(value)
+
+
+def _require_finite(value: Any, where: str) -> None:
+    """A computed figure that overflowed (inf) or is undefined (nan) is no answer: it can be neither
+    compared with another lane's nor written as JSON, so the attempt fails instead."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidSolution(f"{where} is {value}, not a finite number")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _require_finite(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _require_finite(item, f"{where}[{i}]")
 
 
 def _field(result: dict[str, Any], name: str, kind: type, kind_name: str) -> Any:

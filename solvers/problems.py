@@ -31,6 +31,19 @@ def _check_finite(values: list[float], loc: str, *, non_negative: bool) -> None:
             raise ValueError(f"{loc}[{i}] must be non-negative")
 
 
+MAX_OBJECTIVE = 1e300
+
+
+def _check_objective_bound(bound: float, what: str) -> None:
+    """Refuse inputs whose objective could overflow a 64-bit float.
+
+    Every value may be finite while their sum is not (two distances of 1e308 make a tour of inf), and
+    an infinite cost can be neither compared, returned as JSON nor written to the audit log.
+    """
+    if not math.isfinite(bound) or bound > MAX_OBJECTIVE:
+        raise ValueError(f"values too large: {what} could reach {bound:.3g}, beyond {MAX_OBJECTIVE:.0e}")
+
+
 def _check_matrix(rows: list[list[float]], n_rows: int, n_cols: int, name: str) -> None:
     if len(rows) != n_rows:
         raise ValueError(f"{name} must have {n_rows} rows, got {len(rows)}")
@@ -72,9 +85,14 @@ class _Routing(_Strict):
             raise ValueError(f"at most {MAX_NODES} nodes, got {n}")
         if self.distances is not None:
             _check_matrix(self.distances, n, n, "distances")
+            longest = max(max(row) for row in self.distances)
         else:
-            for i, (x, y) in enumerate(self.locations or []):
+            points = self.locations or []
+            for i, (x, y) in enumerate(points):
                 _check_finite([x, y], f"locations[{i}]", non_negative=False)
+            xs, ys = [p[0] for p in points], [p[1] for p in points]
+            longest = math.hypot(max(xs) - min(xs), max(ys) - min(ys))
+        _check_objective_bound(n * longest, "a route's length")
         return self
 
 
@@ -123,6 +141,10 @@ class CvrpProblem(_Routing):
             _check_finite(self.service_times, "service_times", non_negative=True)
         if self.durations is not None:
             _check_matrix(self.durations, n, n, "durations")
+            _check_objective_bound(n * max(max(row) for row in self.durations), "a route's duration")
+        times = [t for window in self.time_windows or [] for t in window] + list(self.service_times or [])
+        if times:
+            _check_objective_bound(n * max(times), "a route's arrival time")
         return self
 
 
@@ -144,6 +166,8 @@ class AssignmentProblem(_Strict):
             raise ValueError(f"weights must have {loads} entries (one per load), got {len(self.weights)}")
         _check_finite(self.weights, "weights", non_negative=True)
         _check_finite(self.capacities, "capacities", non_negative=True)
+        _check_objective_bound(sum(max(row) for row in self.costs), "the assignment's cost")
+        _check_objective_bound(sum(self.weights), "a truck's load")
         return self
 
 
@@ -159,6 +183,7 @@ class QuboProblem(_Strict):
                 raise ValueError(f"terms[{t}]: indices ({i}, {j}) out of range 0..{self.n - 1}")
             if not math.isfinite(w):
                 raise ValueError(f"terms[{t}]: weight must be a finite number")
+        _check_objective_bound(sum(abs(w) for _, _, w in self.terms), "the energy")
         return self
 
 

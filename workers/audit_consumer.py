@@ -3,33 +3,46 @@
 Events are read through a consumer group, signed, written and fsynced as a batch (group commit), and
 only then acknowledged; after a crash, the unacknowledged ones are read again and the chain skips those
 it already holds. A signed checkpoint of the Merkle tree is cut at least every
-``QGATE_CHECKPOINT_SECONDS`` while entries arrive. A Redis lock makes sure only one writer runs.
+``QGATE_CHECKPOINT_SECONDS`` while entries arrive.
+
+Nothing an event holds can stop the writer: an event that canonical JSON cannot carry is copied to a
+dead-letter stream and logged as a signed ``audit.quarantined`` entry in its place.
+
+One writer at a time, twice over: an exclusive ``flock`` on the log for the writer's whole life (so a
+paused writer that wakes up can never write beside its successor on the same host), and a Redis lock
+(redis-py's atomic ``Lock``) for standbys, renewed and checked immediately before every append and every
+checkpoint. A writer that loses the lock, or loses Redis, closes the log and waits as a standby; it
+never exits for it.
 """
 
 from __future__ import annotations
 
 import signal
-import socket
 import threading
 import time
-import uuid
-from typing import Any
+from typing import Any, Callable
 
 import structlog
 
-from audit.chain import AuditChain
-from audit.channel import GROUP, STREAM, decode_event, ensure_group, job_index_key
+import redis as redis_lib
+from redis.exceptions import LockError
+
+from audit.chain import AuditChain, LogBusy
+from audit.channel import DEAD_LETTERS, GROUP, STREAM, decode_event, ensure_group, job_index_key
 from audit.entry import decode_line
 from audit.checkpoints import CheckpointStore, checkpoint_body, sign_checkpoint
 from audit.keys import KEYRING, Keyring, signer_from_file
 from audit.note import Checkpoint, parse_checkpoint
 from settings import Settings
+from telemetry.metrics import COUNTERS
 
 log = structlog.get_logger("qgate.audit")
 CONSUMER = "audit-writer"
 LOCK = "qgate:audit:writer-lock"
 LOCK_TTL_S = 10
 BATCH = 512
+BACKOFF_MAX_S = 5.0
+Guard = Callable[[], None]
 REINDEX_TAIL = 4 * BATCH
 
 
@@ -38,9 +51,10 @@ class LogRolledBack(RuntimeError):
 
 
 class AuditWriter:
-    def __init__(self, redis: Any, settings: Settings) -> None:
+    def __init__(self, redis: Any, settings: Settings, guard: Guard = lambda: None) -> None:
         self.redis = redis
         self.settings = settings
+        self.guard = guard
         self._keyring_mtime = self._keyring_stamp()
         self.chain = AuditChain(settings.audit_path, self._signer())
         self.checkpoints = CheckpointStore(self.chain.paths.checkpoints)
@@ -101,9 +115,23 @@ class AuditWriter:
         messages = reply[0][1] if reply else []
         if not messages:
             return ">"
-        written = self.chain.append_batch((msg_id, decode_event(fields)) for msg_id, fields in messages)
+        events = [(msg_id, _decoded(fields)) for msg_id, fields in messages]
+        raw_fields = dict(messages)
+        quarantined: list[tuple[str, dict[str, Any], str]] = []
+
+        def quarantine(event_id: str, event: Any, reason: str) -> dict[str, Any]:
+            quarantined.append((event_id, raw_fields[event_id], reason))
+            return quarantine_event(event_id, event, reason)
+
+        self.guard()
+        written = self.chain.append_batch(events, quarantine)
         ids = [msg_id for msg_id, _ in messages]
         pipe = self.redis.pipeline()
+        for event_id, fields, reason in quarantined:
+            pipe.xadd(DEAD_LETTERS, {**_as_text(fields), "qgate_stream_id": event_id, "qgate_reason": reason})
+            log.error("audit_event_quarantined", stream_id=event_id, reason=reason)
+        if quarantined:
+            pipe.hincrby(COUNTERS, "audit_quarantined", len(quarantined))
         for entry in written:
             if entry.get("job_id"):
                 pipe.sadd(job_index_key(entry["job_id"]), entry["seq"])
@@ -120,6 +148,7 @@ class AuditWriter:
             return
         body = Checkpoint(self.settings.audit_origin, size, self.chain.tree.root(size), [])
         signer = self.chain.signer
+        self.guard()
         self.checkpoints.save(size, signer.kid, sign_checkpoint(body, signer))
         self.checkpointed, self.checkpointed_at = size, time.monotonic()
         log.info("audit_checkpoint", size=size, kid=signer.kid)
@@ -129,58 +158,139 @@ def _job_id(line: bytes) -> str | None:
     return decode_line(line).get("job_id")
 
 
-def _acquire_writer_lock(redis: Any, token: str, stop: threading.Event) -> bool:
+class _Undecodable:
+    """A stream message whose ``event`` field is not a JSON object: quarantined like any bad event."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _decoded(fields: dict[Any, Any]) -> Any:
+    try:
+        return decode_event(fields)
+    except Exception as exc:  # anything in the stream may be garbage; it is quarantined, never fatal
+        return _Undecodable(f"unreadable event: {type(exc).__name__}")
+
+
+def _as_text(fields: dict[Any, Any]) -> dict[str, str]:
+    """A message's fields for the dead-letter stream, whatever bytes they held."""
+    def text(value: Any) -> str:
+        raw = value if isinstance(value, bytes) else str(value).encode("utf-8", "surrogatepass")
+        return raw.decode("utf-8", "backslashreplace")
+    return {text(k): text(v) for k, v in fields.items()}
+
+
+def _safe_label(value: Any) -> str | None:
+    """A job id or tenant taken over from a bad event only when it is plain short text."""
+    if isinstance(value, str) and len(value) <= 128 and value.isprintable() and value.isascii():
+        return value
+    return None
+
+
+def quarantine_event(event_id: str, event: Any, reason: str) -> dict[str, Any]:
+    """The entry written in place of an event the log cannot hold: where the original waits
+    (its stream id in the dead-letter stream) and why, with its job and tenant when they are readable."""
+    if isinstance(event, _Undecodable):
+        reason, event = event.reason, {}
+    source = event if isinstance(event, dict) else {}
+    return {"type": "audit.quarantined", "ts": round(time.time(), 6), "job_id": _safe_label(source.get("job_id")),
+            "tenant": _safe_label(source.get("tenant")),
+            "data": {"stream_id": event_id, "dead_letter_stream": DEAD_LETTERS, "reason": reason,
+                     "original_type": _safe_label(source.get("type"))}}
+
+
+class LockLost(RuntimeError):
+    """Another writer holds the lock now (ours expired while we were paused or cut off)."""
+
+
+def _hold(lock: Any) -> None:
+    """Renew the lock for a full TTL, atomically and only if it is still ours; else LockLost."""
+    try:
+        lock.reacquire()
+    except LockError:
+        raise LockLost("audit writer lock lost; another writer may hold it") from None
+
+
+def _acquire(lock: Any, stop: threading.Event) -> bool:
+    """Wait as a standby until the lock is ours (True) or we are told to stop (False)."""
+    waited = False
     while not stop.is_set():
-        if redis.set(LOCK, token, nx=True, ex=LOCK_TTL_S) or redis.get(LOCK) == token:
-            redis.expire(LOCK, LOCK_TTL_S)
-            return True
-        log.info("audit_writer_waiting_for_lock")
+        try:
+            if lock.acquire(blocking=False):
+                return True
+        except redis_lib.RedisError as exc:
+            log.warning("audit_channel_unavailable", error=f"{type(exc).__name__}: {exc}")
+        if not waited:
+            log.info("audit_writer_waiting_for_lock")
+            waited = True
         stop.wait(1.0)
     return False
 
 
-def _release_writer_lock(redis: Any, token: str) -> None:
-    try:
-        if redis.get(LOCK) == token:
-            redis.delete(LOCK)
-    except Exception:  # Redis away: the lock expires by itself
-        pass
+def _open_writer(redis: Any, settings: Settings, lock: Any, stop: threading.Event) -> AuditWriter | None:
+    """Open the log once its file lock is free, holding the Redis lock meanwhile."""
+    while not stop.is_set():
+        try:
+            return AuditWriter(redis, settings, guard=lambda: _hold(lock))
+        except LogBusy:
+            log.warning("audit_log_busy", path=str(settings.audit_path))
+            _hold(lock)
+            stop.wait(0.5)
+    return None
 
 
-def run(redis: Any, settings: Settings, stop: threading.Event | None = None) -> None:
-    stop = stop or threading.Event()
-    token = f"{socket.gethostname()}:{uuid.uuid4().hex}"
-    if not _acquire_writer_lock(redis, token, stop):
-        return
+def _serve(redis: Any, settings: Settings, lock: Any, stop: threading.Event) -> None:
+    """Write while we hold the lock; returns on stop, raises LockLost when the lock is gone."""
     ensure_group(redis)
-    writer = AuditWriter(redis, settings)
+    writer = _open_writer(redis, settings, lock, stop)
+    if writer is None:
+        return
     if writer.chain.repaired_bytes:
         log.warning("audit_torn_tail_repaired", bytes=writer.chain.repaired_bytes)
     log.info("audit_writer_started", path=str(settings.audit_path), next_seq=writer.chain.size,
              kid=writer.chain.signer.kid)
-    cursor = "0"
+    cursor, backoff = "0", 0.5
     try:
         while not stop.is_set():
             try:
-                if redis.get(LOCK) != token:
-                    raise RuntimeError("audit writer lock lost; another writer may be running")
-                redis.expire(LOCK, LOCK_TTL_S)
+                _hold(lock)
                 writer.maybe_rotate()
                 cursor = writer.drain_once(cursor)
                 writer.checkpoint()
-            except OSError:
-                raise  # a failed write or fsync must stop the writer, never be skipped
-            except Exception as exc:
-                if "redis" not in type(exc).__module__:
-                    raise
+                backoff = 0.5
+            except redis_lib.RedisError as exc:
                 log.warning("audit_channel_unavailable", error=f"{type(exc).__name__}: {exc}")
-                stop.wait(1.0)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
                 cursor = "0"
         writer.checkpoint(force=writer.chain.size != writer.checkpointed)
     finally:
         writer.close()
-        _release_writer_lock(redis, token)
         log.info("audit_writer_stopped", next_seq=writer.chain.size)
+
+
+def run(redis: Any, settings: Settings, stop: threading.Event | None = None) -> None:
+    """Be the writer, or a standby until the writer's lock is free, until ``stop`` is set.
+
+    An OSError (a failed write or fsync) still ends the process: the log must never skip a batch, and
+    the supervisor restarts the writer, which repairs a torn tail and rereads unacknowledged events.
+    """
+    stop = stop or threading.Event()
+    lock = redis.lock(LOCK, timeout=LOCK_TTL_S, thread_local=False)
+    while not stop.is_set():
+        if not _acquire(lock, stop):
+            return
+        try:
+            _serve(redis, settings, lock, stop)
+        except LockLost as exc:
+            log.warning("audit_writer_standby", reason=str(exc))
+        except redis_lib.RedisError as exc:
+            log.warning("audit_channel_unavailable", error=f"{type(exc).__name__}: {exc}")
+            stop.wait(1.0)
+    try:
+        lock.release()
+    except (LockError, redis_lib.RedisError):  # not ours any more, or Redis away: it expires by itself
+        pass
 
 
 def main() -> None:

@@ -248,7 +248,9 @@ class Stack:
     def audit_entries(self) -> list[dict[str, Any]]:
         if not self.audit_path.exists():
             return []
-        return [json.loads(line) for line in self.audit_path.read_bytes().splitlines()]
+        data = self.audit_path.read_bytes()
+        whole = data[:data.rfind(b"\n") + 1]  # a line the writer is still writing is not read yet
+        return [json.loads(line) for line in whole.splitlines()]
 
     def wait_audited(self, job_id: str, event_type: str, timeout: float = 20) -> list[dict[str, Any]]:
         def found() -> list[dict[str, Any]] | None:

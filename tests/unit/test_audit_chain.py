@@ -93,3 +93,53 @@ def test_every_kind_of_tampering_is_detected_at_the_first_bad_entry(log: Path, c
 def test_missing_log_is_empty_and_valid(tmp_path: Path) -> None:
     result = verify_file(tmp_path / "none.log")
     assert result.valid and result.entries == 0
+
+
+GARBAGE_LINES = [b"[1,2]\n", b"{}\n", b'{"seq":0}\n', b'{"seq":0,"prev":"' + b"0" * 64 + b'","hash":5}\n',
+                 b'{"seq":0,"prev":"' + b"0" * 64 + b'","hash":"x","v":NaN}\n', b'{"seq":"0"}\n', b"\xff\xfe\n",
+                 b"1" * 5000 + b"\n", b"[" * 50_000 + b"\n", b'{"seq":0,"prev":"' + b"0" * 64 + b'","hash":"x","k":"\\ud800"}\n']
+
+
+@pytest.mark.parametrize("line", GARBAGE_LINES)
+def test_verification_names_a_bad_line_and_never_raises(line: bytes) -> None:
+    from audit.verify import verify_lines
+
+    result = verify_lines([line])
+    assert not result.valid and result.first_bad_seq == 0 and result.reason
+
+
+@pytest.mark.parametrize("value", [1e17, 1e20, -1e19, 2.0**60, 9007199254740993.0, 1e300])
+def test_whole_floats_beyond_2_53_are_read_back_as_written(tmp_path: Path, value: float) -> None:
+    """RFC 8785 writes 1e17 as 100000000000000000; reading that as a Python int made the verifier fail."""
+    path = tmp_path / "audit.log"
+    chain = AuditChain(path)
+    chain.append_batch([("1-0", {"type": "x", "data": {"v": value}})])
+    chain.close()
+    result = verify_file(path)
+    assert result.valid, result.reason
+
+
+def test_an_unencodable_event_is_replaced_by_its_quarantine_entry(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    chain = AuditChain(path)
+    seen = []
+
+    def quarantine(event_id: str, event: object, reason: str) -> dict:
+        seen.append((event_id, reason))
+        return {"type": "audit.quarantined", "data": {"stream_id": event_id, "reason": reason}}
+
+    written = chain.append_batch([("1-0", {"type": "ok"}), ("2-0", {"type": "x", "v": float("nan")}),
+                                  ("3-0", {"type": "x", "v": 2**64}), ("4-0", {"type": "x", "v": "\ud800"}),
+                                  ("5-0", ["not", "an", "object"]), ("6-0", {"type": "ok"})], quarantine)
+    chain.close()
+    assert [e["type"] for e in written] == ["ok"] + ["audit.quarantined"] * 4 + ["ok"]
+    assert [event_id for event_id, _ in seen] == ["2-0", "3-0", "4-0", "5-0"]
+    assert verify_file(path).valid
+
+
+def test_without_a_quarantine_an_unencodable_batch_is_refused_whole(tmp_path: Path) -> None:
+    chain = AuditChain(tmp_path / "audit.log")
+    with pytest.raises(ValueError):
+        chain.append_batch([("1-0", {"type": "ok"}), ("2-0", {"v": float("inf")})])
+    assert chain.size == 0
+    chain.close()
