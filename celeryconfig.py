@@ -12,15 +12,25 @@ broker_connection_retry_on_startup = True
 # A message taken by a worker whose whole process dies comes back after this long; by then the watchdog
 # has long moved the job on (its lease is tied to the budget), and the stale delivery is dropped.
 broker_transport_options = {"visibility_timeout": 3600}
-task_publish_retry_policy = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+# Enough retries to publish across a Redis restart of a few seconds.
+task_publish_retry_policy = {"max_retries": 8, "interval_start": 0, "interval_step": 0.25, "interval_max": 1.0}
 
 task_queues = [Queue(lane, routing_key=lane) for lane in LANES]
 task_default_queue = "heuristic"
 task_routes = {f"qgate.solve.{lane}": {"queue": lane} for lane in LANES}
 task_ignore_result = True
 task_acks_late = True
-task_reject_on_worker_lost = False
+# A message whose pool child died (SIGKILL, OOM, the hard limit) goes back on the queue instead of being
+# acknowledged and lost. Redelivery is safe: a worker starts only the job's current attempt with time
+# left (routing.fallback.begin_attempt), so a stale copy is dropped.
+task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
+# Each pool child warms its solvers up (qiskit, Aer, PyVRP, the QPU noise model) before it reports UP:
+# measured 3-10 s on a loaded 2-core host, past billiard's default of 4 s, after which children were
+# killed and respawned in a loop.
+worker_proc_alive_timeout = 120
+# Keep consuming through a broker restart instead of giving up after a few tries.
+broker_connection_max_retries = None
 worker_hijack_root_logger = False
 worker_send_task_events = False
 task_serializer = "json"

@@ -72,16 +72,40 @@ def conclude_attempt(job: dict[str, Any], attempt: int, outcome: str, reason: st
     return job, events + more
 
 
+def begin_attempt(job: dict[str, Any], attempt: int, worker: str, lease_grace_ms: int,
+                  now: float | None = None) -> Changed:
+    """A worker takes attempt ``attempt`` off its queue: start it, or, when the attempt's share of the
+    budget was spent while it waited, close it as timed out saying so and move the job on. A worker
+    never starts an attempt that has no time left."""
+    now = time.time() if now is None else now
+    current = job.get("current")
+    if (job["status"] not in model.TERMINAL and current and current["n"] == attempt
+            and current["started_at"] is None and now >= current["deadline"]):
+        waited_ms = (now - current["enqueued_at"]) * 1000
+        reason = (f"waited {waited_ms:.0f} ms in the {current['lane']} queue: its share of "
+                  f"{current['limit_ms']} ms was spent before a worker took it (lane over capacity)")
+        return conclude_attempt(job, attempt, "timeout", reason, lease_grace_ms, now=now)
+    return model.start_attempt(job, attempt, worker, now)
+
+
 def expire_lease(job: dict[str, Any], lease_grace_ms: int, now: float | None = None) -> Changed:
     """The watchdog's transition: the current attempt outlived its lease (worker lost, stalled, or the
-    lane's queue too slow), so it counts as timed out and the job moves on."""
+    lane's queue too slow), so it counts as timed out, with where the time went, and the job moves on."""
     now = time.time() if now is None else now
     current = job.get("current")
     if job["status"] in model.TERMINAL or not current or current["lease_until"] > now:
         raise model.Conflict("no expired lease on this job")
-    where = "running" if current["started_at"] else "waiting in the queue"
-    reason = (f"lease expired after {current['limit_ms']} ms + grace while {where}: "
-              f"worker lost, stalled or lane over capacity")
+    lane, limit = current["lane"], current["limit_ms"]
+    if current["started_at"]:
+        ran_ms = (now - current["started_at"]) * 1000
+        queued_ms = (current["started_at"] - current["enqueued_at"]) * 1000
+        reason = (f"lease expired: {current.get('worker', 'a worker')} started it after {queued_ms:.0f} ms "
+                  f"in the queue and gave no answer {ran_ms:.0f} ms later (limit {limit} ms + grace): "
+                  "worker lost or stalled")
+    else:
+        waited_ms = (now - current["enqueued_at"]) * 1000
+        reason = (f"lease expired: waited {waited_ms:.0f} ms in the {lane} queue and no worker took it "
+                  f"(limit {limit} ms + grace): lane over capacity, or its workers lost")
     return conclude_attempt(job, current["n"], "timeout", reason, lease_grace_ms, now=now)
 
 

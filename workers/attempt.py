@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import time
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable, TypeVar
 
+import redis
 import structlog
-from celery.exceptions import SoftTimeLimitExceeded
 
 from audit.channel import emit
 from jobs import model
@@ -18,13 +19,17 @@ from jobs.store import JobStore
 from routing import fallback
 from settings import get_settings
 from solvers.base import LaneLimits, SolverRefused
-from solvers.objective import score
+from solvers.objective import loggable, score
 from solvers.problems import parse_problem
 from solvers.registry import choose_solver, lane_solvers
 from workers.dispatch import enqueue_current
+from workers.time_limit import AttemptTimeLimit, alarm_at
 
 log = structlog.get_logger("qgate.worker")
 SOLVE_MARGIN_S = 0.05
+ALARM_SLACK_S = 0.25  # solvers honour their own limit; the alarm is for one that does not
+REDIS_PATIENCE_S = 30.0  # how long a task waits out Redis before its attempt is left to the watchdog
+T = TypeVar("T")
 
 
 class InjectedFault(Exception):
@@ -73,52 +78,95 @@ def _apply_fault(lane: str) -> None:
         raise InjectedFault(f"injected fault: {lane}.fail_rate={fault.fail_rate}")
 
 
+def _with_redis(action: Callable[[], T], until: float, what: str) -> T:
+    """Run ``action``, retrying while Redis is restarting, paused or failing over, until ``until``.
+
+    Past ``until`` the attempt's lease is over and the watchdog concludes it, so giving up then loses
+    nothing; raising earlier would end the task with an error while Redis is merely away.
+    """
+    delay = 0.1
+    while True:
+        try:
+            return action()
+        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+            if time.time() + delay >= until:
+                raise
+            log.warning("redis_unavailable", doing=what, error=f"{type(exc).__name__}: {exc}", retry_in_s=delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
 def run_attempt(lane: str, job_id: str, attempt: int, worker: str) -> str:
     """Run attempt ``attempt`` of ``job_id`` on ``lane``; returns its outcome (or ``stale``)."""
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(job_id=job_id, lane=lane, attempt=attempt)
     store = job_store()
+    grace_ms = get_settings().lease_grace_ms
     try:
-        job = store.transition(job_id, model.start_attempt, attempt, worker)
+        job = _with_redis(lambda: store.transition(job_id, fallback.begin_attempt, attempt, worker, grace_ms),
+                          time.time() + REDIS_PATIENCE_S, "start the attempt")
     except (model.Conflict, KeyError) as exc:
         log.info("attempt_stale", reason=str(exc))
         return "stale"
     structlog.contextvars.bind_contextvars(tenant=job["tenant"])
+    current = job.get("current")
+    if not current or current["n"] != attempt:
+        log.info("attempt_expired_in_queue", reason=job["attempts"][-1]["reason"], status=job["status"])
+        _publish_next(job)
+        return "timeout"
     log.info("attempt_started")
     outcome, reason, solver_info, result, provenance = _solve(lane, job_id, job)
-    settings = get_settings()
+    conclude = functools.partial(store.transition, job_id, fallback.conclude_attempt, attempt, outcome, reason,
+                                 grace_ms, solver=solver_info, result=result, provenance=provenance)
     try:
-        job = store.transition(job_id, fallback.conclude_attempt, attempt, outcome, reason,
-                               settings.lease_grace_ms, solver=solver_info, result=result, provenance=provenance)
+        try:
+            job = _with_redis(conclude, current["lease_until"], "conclude the attempt")
+        except ValueError as exc:  # the answer holds what JSON cannot carry: the attempt failed, not the job
+            outcome, reason = "failed", f"the answer cannot be stored: {exc}"[:300]
+            job = _with_redis(functools.partial(store.transition, job_id, fallback.conclude_attempt, attempt,
+                                                outcome, reason, grace_ms, solver=solver_info),
+                              current["lease_until"], "conclude the attempt")
     except (model.Conflict, KeyError) as exc:
         log.info("attempt_discarded", outcome=outcome, reason=str(exc))
         return "stale"
     log.info("attempt_finished", outcome=outcome, reason=reason, status=job["status"])
-    enqueue_current(job)
+    _publish_next(job)
     return outcome
+
+
+def _publish_next(job: dict[str, Any]) -> None:
+    """Send the job's next attempt, if it has one. A message that cannot be published is not lost work:
+    its lease is in the watchdog's set, which concludes it when the lease runs out."""
+    try:
+        enqueue_current(job)
+    except Exception as exc:  # kombu.exceptions.OperationalError and friends: the broker is away
+        log.error("enqueue_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 def _solve(lane: str, job_id: str, job: dict[str, Any]) -> tuple[str, str, Any, Any, Any]:
     """Returns (outcome, reason, solver info, scored result, provenance additions)."""
     solver_info = None
+    deadline = job["current"]["deadline"]
     try:
-        _apply_fault(lane)
-        problem = parse_problem(job_store().problem(job_id))
-        solver, verdict = choose_solver(lane, problem, lane_limits(lane), solvers_for(lane))
-        if solver is None:
-            return "skipped", verdict.reason, None, None, None
-        solver_info = {"lane": lane, "id": solver.id, "version": solver.version}
-        time_left = job["current"]["deadline"] - time.time() - SOLVE_MARGIN_S
-        if time_left <= 0:
-            return "timeout", "the attempt's budget share was spent waiting in the queue", solver_info, None, None
+        problem = parse_problem(_with_redis(lambda: job_store().problem(job_id), deadline, "read the problem"))
+        with alarm_at(deadline + ALARM_SLACK_S):
+            _apply_fault(lane)
+            solver, verdict = choose_solver(lane, problem, lane_limits(lane), solvers_for(lane))
+            if solver is None:
+                return "skipped", verdict.reason, None, None, None
+            solver_info = {"lane": lane, "id": solver.id, "version": solver.version}
+            time_left = deadline - time.time() - SOLVE_MARGIN_S
+            if time_left <= 0:
+                return "timeout", "the attempt's time limit was reached before its solver started", solver_info, None, None
+            solution = solver.solve(problem, time_limit_s=time_left, seed=job["request"].get("seed"))
         seed = job["request"].get("seed")
-        solution = solver.solve(problem, time_limit_s=time_left, seed=seed)
         result = score(problem, solution.result)
-        provenance = {"seed": solution.details.get("seed", seed), "solver_details": solution.details,
-                      "calibration": _record_calibration(job, solution.calibration)}
+        details = loggable(solution.details)
+        provenance = {"seed": details.get("seed", seed), "solver_details": details,
+                      "calibration": _record_calibration(job, loggable(solution.calibration))}
         return "succeeded", "", solver_info, result, provenance
-    except SoftTimeLimitExceeded:
-        return "timeout", f"soft time limit of {job['current']['limit_ms']} ms reached", solver_info, None, None
+    except AttemptTimeLimit:
+        return "timeout", f"time limit of {job['current']['limit_ms']} ms reached", solver_info, None, None
     except SolverRefused as exc:
         return "skipped", str(exc), solver_info, None, None
     except TimeoutError as exc:
@@ -136,8 +184,8 @@ def _record_calibration(job: dict[str, Any], snapshot: dict[str, Any] | None) ->
         return None
     digest = snapshot.get("sha256") or ""
     key = f"qgate:calibration:{digest}"
-    redis = get_redis()
-    if redis.set(key, json.dumps(snapshot), nx=True):
-        emit(redis, "calibration.recorded", job_id=job["job_id"], tenant=job["tenant"], snapshot=snapshot)
+    client = get_redis()
+    if client.set(key, json.dumps(snapshot), nx=True):
+        emit(client, "calibration.recorded", job_id=job["job_id"], tenant=job["tenant"], snapshot=snapshot)
     return {"sha256": digest, "backend": snapshot.get("backend"),
             "last_update_date": snapshot.get("last_update_date")}

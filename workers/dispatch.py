@@ -12,19 +12,24 @@ def task_name(lane: str) -> str:
     return f"qgate.solve.{lane}"
 
 
-def enqueue_current(job: dict[str, Any]) -> None:
-    """Send the job's current attempt to its lane queue, with Celery time limits from its budget share.
+HARD_LIMIT_MARGIN_S = 5.0
 
-    The soft limit raises inside the task when the share is spent; the hard limit, a little later, kills
-    a solver that ignores it. A job without an attempt in flight (it ended) sends nothing.
+
+def enqueue_current(job: dict[str, Any]) -> None:
+    """Send the job's current attempt to its lane queue. A job without an attempt in flight (it ended)
+    sends nothing.
+
+    The attempt's own limit is an alarm around the solver (workers.time_limit), not Celery's soft limit.
+    Celery's hard limit is set past the lease, so that it only ever kills a child stuck in a solver's
+    native code, after the watchdog has already moved the job on.
     """
     current = job.get("current")
     if not current:
         return
-    soft_s = max(current["limit_ms"], 1) / 1000
     grace_s = get_settings().lease_grace_ms / 1000
+    hard_s = max(current["limit_ms"], 1) / 1000 + grace_s + HARD_LIMIT_MARGIN_S
     app.send_task(task_name(current["lane"]), args=[job["job_id"], current["n"]], task_id=current["task_id"],
-                  queue=current["lane"], soft_time_limit=soft_s, time_limit=soft_s + grace_s / 2)
+                  queue=current["lane"], time_limit=hard_s)
 
 
 def revoke_attempt(task_id: str) -> None:

@@ -18,7 +18,7 @@ from jobs.connection import get_redis
 from jobs.store import LEASES, JobStore
 from routing import fallback
 from settings import get_settings
-from workers.dispatch import enqueue_current, revoke_attempt
+from workers.dispatch import enqueue_current
 
 log = structlog.get_logger("qgate.watchdog")
 
@@ -28,7 +28,6 @@ def sweep(store: JobStore, lease_grace_ms: int, now: float | None = None) -> int
     now = time.time() if now is None else now
     moved = 0
     for job_id in store.due_leases(now):
-        before = store.get(job_id)
         try:
             job = store.transition(job_id, fallback.expire_lease, lease_grace_ms, now=now)
         except KeyError:
@@ -37,10 +36,11 @@ def sweep(store: JobStore, lease_grace_ms: int, now: float | None = None) -> int
         except model.Conflict:
             continue
         moved += 1
-        log.warning("lease_expired", job_id=job_id, status=job["status"])
-        if before and before.get("current"):
-            revoke_attempt(before["current"]["task_id"])
-        enqueue_current(job)
+        log.warning("lease_expired", job_id=job_id, status=job["status"], reason=job["attempts"][-1]["reason"])
+        try:
+            enqueue_current(job)
+        except Exception as exc:  # broker away: the next attempt's lease is tracked and expires in turn
+            log.error("enqueue_failed", job_id=job_id, error=f"{type(exc).__name__}: {exc}")
     return moved
 
 

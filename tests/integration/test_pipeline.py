@@ -105,7 +105,7 @@ def test_qpu_provider_failures_and_queue_delays_map_to_attempt_outcomes(stack: S
     assert delayed["attempts"][0]["outcome"] == "timeout", delayed["attempts"]
 
 
-def test_soft_time_limit_records_timeout_and_falls_back(stack: Stack, token: str) -> None:
+def test_time_limit_records_timeout_and_falls_back(stack: Stack, token: str) -> None:
     with stack.worker_env("qpu", QGATE_FAULTS="qpu.delay_ms=30000"):
         started = time.monotonic()
         job = _finished(stack, token, {"problem": problems.circuit(), "solver": "qpu"}, budget_ms=4000)
@@ -113,9 +113,9 @@ def test_soft_time_limit_records_timeout_and_falls_back(stack: Stack, token: str
     assert job["status"] == "succeeded", job
     first, second = job["attempts"]
     assert (first["lane"], first["outcome"]) == ("qpu", "timeout")
-    assert re.fullmatch(r"soft time limit of (19\d\d|2000) ms reached", first["reason"]), first["reason"]
+    assert re.fullmatch(r"time limit of (19\d\d|2000) ms reached", first["reason"]), first["reason"]
     assert (second["lane"], second["outcome"]) == ("sim", "succeeded")
-    assert elapsed < 8, "the qpu delay of 30 s must be cut by the soft limit"
+    assert elapsed < 8, "the qpu delay of 30 s must be cut by the attempt's time limit"
 
 
 def test_killed_lane_worker_job_still_reaches_a_terminal_state(stack: Stack, token: str) -> None:

@@ -115,3 +115,38 @@ def test_lanes_that_refuse_are_recorded_in_plan_order_as_the_job_moves_past_them
     assert [(a["lane"], a["outcome"]) for a in job["attempts"]] == [("qpu", "skipped"), ("sim", "failed"),
                                                                     ("heuristic", "skipped")]
     assert job["status"] == "failed" and "heuristic skipped: unsupported" in job["error"]
+
+
+def test_a_worker_never_starts_an_attempt_whose_share_was_spent_in_the_queue() -> None:
+    job, _ = fallback.start(_job(), GRACE, now=T0)
+    job, events = fallback.begin_attempt(job, 1, "w1", GRACE, now=T0 + 5.5)  # share was 5000 ms
+    first = job["attempts"][0]
+    assert first["outcome"] == "timeout" and "waited 5500 ms in the qpu queue" in first["reason"]
+    assert job["current"]["lane"] == "sim" and [e[0] for e in events] == ["attempt.timeout", "job.fallback"]
+
+
+def test_a_worker_starts_an_attempt_with_time_left() -> None:
+    job, _ = fallback.start(_job(), GRACE, now=T0)
+    job, events = fallback.begin_attempt(job, 1, "w1", GRACE, now=T0 + 4.9)
+    assert job["current"]["started_at"] == T0 + 4.9 and [e[0] for e in events] == ["attempt.started"]
+    with pytest.raises(model.Conflict):
+        fallback.begin_attempt(job, 1, "w2", GRACE, now=T0 + 4.95)  # a redelivered copy is dropped
+
+
+def test_a_stale_delivery_of_an_earlier_attempt_is_refused() -> None:
+    job, _ = fallback.start(_job(), GRACE, now=T0)
+    job, _ = fallback.begin_attempt(job, 1, "w1", GRACE, now=T0 + 6)
+    with pytest.raises(model.Conflict):
+        fallback.begin_attempt(job, 1, "w1", GRACE, now=T0 + 6.1)
+
+
+def test_lease_expiry_says_where_the_time_went() -> None:
+    queued, _ = fallback.start(_job(), GRACE, now=T0)
+    queued, _ = fallback.expire_lease(queued, GRACE, now=T0 + 7.5)
+    assert "no worker took it" in queued["attempts"][0]["reason"]
+    assert "waited 7500 ms in the qpu queue" in queued["attempts"][0]["reason"]
+    running, _ = fallback.start(_job(), GRACE, now=T0)
+    running, _ = model.start_attempt(running, 1, "qpu@host", now=T0 + 1)
+    running, _ = fallback.expire_lease(running, GRACE, now=T0 + 7.5)
+    reason = running["attempts"][0]["reason"]
+    assert "qpu@host started it after 1000 ms" in reason and "worker lost or stalled" in reason
