@@ -1,12 +1,17 @@
-"""Worker liveness: the worker's main process beats for each lane queue it consumes.
+"""Worker liveness: the worker's main process beats for each lane queue it consumes, but only while
+it can work.
 
-The beat runs in the parent process of the prefork pool, so it stops when the worker itself dies,
-and /readyz and the planner stop counting that worker within three beats.
+The beat runs in a thread of the parent process of the prefork pool. A thread alone would go on beating
+while the worker's event loop is wedged or its pool has no live child, so each beat first checks that
+the event loop has turned recently (a callback on the kombu hub's tick, which stops when the loop
+stops or the broker connection is down) and that the pool has a live child. /readyz and the planner
+stop counting a worker within three beats of either failing.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import structlog
@@ -18,6 +23,29 @@ from settings import LANES, get_settings
 
 log = structlog.get_logger("qgate.worker")
 _stop = threading.Event()
+_last_tick = [0.0]
+
+
+def _tick() -> None:
+    _last_tick[0] = time.monotonic()
+
+
+def _live_children(consumer: Any) -> int | None:
+    """How many pool children are alive, or None when the pool does not say (solo, threads)."""
+    processes = getattr(getattr(getattr(consumer, "pool", None), "_pool", None), "_pool", None)
+    if processes is None:
+        return None
+    return sum(1 for process in list(processes) if process.exitcode is None)
+
+
+def can_work(consumer: Any, interval_s: float, now: float | None = None) -> tuple[bool, str]:
+    """Whether the worker consumes (its event loop turned within three beats) and has a live child."""
+    now = time.monotonic() if now is None else now
+    if getattr(consumer, "hub", None) is not None and now - _last_tick[0] > 3 * interval_s:
+        return False, f"event loop idle for {now - _last_tick[0]:.1f} s"
+    if _live_children(consumer) == 0:
+        return False, "no live pool child"
+    return True, ""
 
 
 def _lanes(consumer: Any) -> list[str]:
@@ -33,11 +61,20 @@ def _start_beating(sender: Any, **_: Any) -> None:
     interval = get_settings().worker_heartbeat_s
     limits = {lane: lane_limits(lane) for lane in lanes}
 
+    hub = getattr(sender, "hub", None)
+    if hub is not None:
+        _tick()
+        hub.on_tick.add(_tick)
+
     def loop() -> None:
         while not _stop.is_set():
+            ok, why = can_work(sender, interval)
             try:
-                for lane in lanes:
-                    beat(get_redis(), lane, hostname, limits[lane], interval)
+                if ok:
+                    for lane in lanes:
+                        beat(get_redis(), lane, hostname, limits[lane], interval)
+                else:
+                    log.warning("heartbeat_withheld", reason=why)
             except Exception as exc:  # Redis away for a moment: try again on the next beat
                 log.warning("heartbeat_failed", error=str(exc))
             _stop.wait(interval)
