@@ -12,11 +12,42 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
+from contextlib import contextmanager
 from typing import Any, Iterator
 
 SAFE_INTEGER = 2**53 - 1
 _MAX_INT_DIGITS = len(str(SAFE_INTEGER))
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+
+
+HEAVY_BODY_BYTES = 256 * 1024
+HEAVY_SLOTS = 2
+HEAVY_WAIT_S = 5.0
+_heavy = threading.BoundedSemaphore(HEAVY_SLOTS)
+
+
+class Busy(Exception):
+    """Every slot for a large body is taken; the caller should retry shortly."""
+
+
+@contextmanager
+def heavy_body_slot(content_length: int | None) -> Iterator[None]:
+    """Bound what large bodies cost one ingress process.
+
+    Parsing and validating a body costs about 20 times its size in memory (a 12 MB distance matrix
+    peaked at 233 MB) and seconds of CPU, so a process takes at most HEAVY_SLOTS bodies above
+    HEAVY_BODY_BYTES (or of unknown length: chunked) at a time; the rest wait a little, then get Busy.
+    """
+    if content_length is not None and content_length <= HEAVY_BODY_BYTES:
+        yield
+        return
+    if not _heavy.acquire(timeout=HEAVY_WAIT_S):
+        raise Busy()
+    try:
+        yield
+    finally:
+        _heavy.release()
 
 
 class BodyError(ValueError):

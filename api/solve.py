@@ -13,7 +13,7 @@ from flask import Blueprint, g, jsonify, request
 from pydantic import ValidationError
 
 from api.auth import enforce_rate_limit, require
-from api.body import BodyError, parse_json_body
+from api.body import BodyError, Busy, heavy_body_slot, parse_json_body
 from api.errors import ApiError, unprocessable
 from api.schemas import SolveRequest
 from api.services import services
@@ -61,8 +61,16 @@ def _check_lane_scopes(solve: SolveRequest, scopes: frozenset[str]) -> None:
 @bp.post("/api/v1/quantum/solve")
 @require("quantum:solve")
 def solve() -> Any:
+    enforce_rate_limit(g.principal)
+    try:
+        with heavy_body_slot(request.content_length):
+            return _solve()
+    except Busy:
+        raise ApiError(503, "busy with other large requests; retry shortly", headers={"Retry-After": "2"}) from None
+
+
+def _solve() -> Any:
     principal = g.principal
-    enforce_rate_limit(principal)
     body = _read_json()
     budget_ms = _budget_ms()
     try:

@@ -57,3 +57,20 @@ def test_the_safe_integer_bound_is_2_53_minus_1() -> None:
     assert parse_json_body(str(SAFE_INTEGER).encode()) == SAFE_INTEGER
     with pytest.raises(BodyError):
         parse_json_body(str(SAFE_INTEGER + 1).encode())
+
+
+def test_large_bodies_take_one_of_a_few_slots_and_the_rest_are_told_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from api import body
+
+    monkeypatch.setattr(body, "HEAVY_WAIT_S", 0.2)
+    monkeypatch.setattr(body, "_heavy", threading.BoundedSemaphore(2))
+    with body.heavy_body_slot(10_000_000), body.heavy_body_slot(None):
+        with body.heavy_body_slot(1000):  # small bodies never wait
+            pass
+        with pytest.raises(body.Busy):
+            with body.heavy_body_slot(body.HEAVY_BODY_BYTES + 1):
+                pass
+    with body.heavy_body_slot(10_000_000):  # slots are given back
+        pass
