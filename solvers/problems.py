@@ -11,8 +11,9 @@ import hashlib
 import math
 from typing import Annotated, Any, Literal, Union
 
-import rfc8785
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+
+from solvers.canonical import canonical_json as fast_canonical_json
 
 MAX_NODES = 2000
 MAX_LOADS = 2000
@@ -222,7 +223,7 @@ def parse_problem(data: Any) -> Any:
 
 def canonical_json(data: Any) -> bytes:
     """RFC 8785 canonical bytes: the one serialisation that fingerprints and audit hashes are taken over."""
-    return rfc8785.dumps(data)
+    return fast_canonical_json(data)
 
 
 def fingerprint(problem: Any) -> str:
