@@ -55,6 +55,9 @@ class RedisCollector(Collector):
                                             labels=["lane", "outcome"]),
             "fallbacks": CounterMetricFamily("qgate_fallbacks", "Fallbacks from one lane to the next",
                                              labels=["from_lane", "to_lane"]),
+            "audit_quarantined": CounterMetricFamily(
+                "qgate_audit_quarantined", "Events the audit log could not hold, moved to the dead-letter stream",
+                labels=[]),
         }
         for field, value in counters.items():
             name, *labels = field.split(SEP)

@@ -45,3 +45,16 @@ def test_job_ids_other_than_32_lowercase_hex_are_not_job_ids(job_id: str) -> Non
 
 def test_new_job_ids_are_job_ids() -> None:
     assert all(model.is_job_id(model.new_job_id()) for _ in range(100))
+
+
+def test_quarantined_events_are_a_prometheus_counter() -> None:
+    from prometheus_client import generate_latest
+    from prometheus_client.registry import CollectorRegistry
+
+    from telemetry.metrics import COUNTERS, RedisCollector
+
+    client = fakeredis.FakeRedis(decode_responses=True)
+    client.hincrby(COUNTERS, "audit_quarantined", 3)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RedisCollector(client))
+    assert "qgate_audit_quarantined_total 3.0" in generate_latest(registry).decode()
