@@ -12,6 +12,7 @@ broker_connection_retry_on_startup = True
 # A message taken by a worker whose whole process dies comes back after this long; by then the watchdog
 # has long moved the job on (its lease is tied to the budget), and the stale delivery is dropped.
 broker_transport_options = {"visibility_timeout": 3600}
+worker_consumer = "workers.consumer:PromptReconnectConsumer"
 # Enough retries to publish across a Redis restart of a few seconds.
 task_publish_retry_policy = {"max_retries": 8, "interval_start": 0, "interval_step": 0.25, "interval_max": 1.0}
 
@@ -31,6 +32,9 @@ worker_prefetch_multiplier = 1
 worker_proc_alive_timeout = 120
 # Keep consuming through a broker restart instead of giving up after a few tries.
 broker_connection_max_retries = None
+# A running attempt goes on through a broker restart: its Redis calls retry within its lease, and the
+# copy of its message that kombu restores to the queue is refused as stale when it is delivered again.
+worker_cancel_long_running_tasks_on_connection_loss = False
 worker_hijack_root_logger = False
 worker_send_task_events = False
 task_serializer = "json"

@@ -16,6 +16,7 @@ from routing.budget import attempt_time_limit_ms, worth_starting
 
 Changed = tuple[dict[str, Any], list[Event]]
 REFUSALS = ("capacity:", "unsupported:")  # skip reasons given by the lane itself, not by policy
+MIN_RUN_S = 0.05  # an attempt with less time than this left is not worth starting
 
 
 def next_step(job: dict[str, Any], lease_grace_ms: int, now: float | None = None) -> Changed:
@@ -80,7 +81,7 @@ def begin_attempt(job: dict[str, Any], attempt: int, worker: str, lease_grace_ms
     now = time.time() if now is None else now
     current = job.get("current")
     if (job["status"] not in model.TERMINAL and current and current["n"] == attempt
-            and current["started_at"] is None and now >= current["deadline"]):
+            and current["started_at"] is None and now >= current["deadline"] - MIN_RUN_S):
         waited_ms = (now - current["enqueued_at"]) * 1000
         reason = (f"waited {waited_ms:.0f} ms in the {current['lane']} queue: its share of "
                   f"{current['limit_ms']} ms was spent before a worker took it (lane over capacity)")

@@ -26,7 +26,7 @@ from workers.dispatch import enqueue_current
 from workers.time_limit import AttemptTimeLimit, alarm_at
 
 log = structlog.get_logger("qgate.worker")
-SOLVE_MARGIN_S = 0.05
+SOLVE_MARGIN_S = fallback.MIN_RUN_S
 ALARM_SLACK_S = 0.25  # solvers honour their own limit; the alarm is for one that does not
 REDIS_PATIENCE_S = 30.0  # how long a task waits out Redis before its attempt is left to the watchdog
 T = TypeVar("T")
