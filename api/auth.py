@@ -1,9 +1,23 @@
-"""The embedded OAuth 2.0 client-credentials issuer, and the bearer-token check every API call uses."""
+"""The embedded OAuth 2.0 client-credentials issuer, and the bearer-token check every API call uses.
+
+Failed logins are throttled. Each costs a scrypt (about 50 ms of CPU), so a stream of wrong secrets
+would occupy the ingress's cores. Failures are counted in Redis, shared by every ingress process, per
+client id and per source address (``request.remote_addr``; X-Forwarded-For is not trusted). Once a
+counter reaches its limit, every login for that client id or from that address, even one with the
+right secret, is answered 429 with ``Retry-After`` and no scrypt until the counter's window (it starts at
+the window's first failure) runs out. Answering a right secret during the lockout would need the
+scrypt the lockout is there to save, and would let guessing go on at full speed; the window is short
+so that a lockout an attacker causes for someone else's client id costs that client a minute at most.
+Successful logins are not counted. The check and the count are separate steps, so requests already
+in flight when a limit is reached may still each cost a scrypt: at most one per concurrent request.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import string
 import time
 from functools import wraps
 from typing import Any, Callable
@@ -17,17 +31,76 @@ from api.tokens import Principal, TokenError, issue_token, jwks_of
 from audit.channel import emit
 
 bp = Blueprint("auth", __name__)
+log = structlog.get_logger("qgate.auth")
+
+LOGIN_FAILURE_WINDOW_S = 60
+LOGIN_FAILURES_PER_CLIENT = 10
+LOGIN_FAILURES_PER_ADDRESS = 30
+MAX_CLIENT_ID_CHARS = 256
+MAX_CLIENT_SECRET_CHARS = 256
+LOGIN_FAILURE_KEY = "qgate:loginfail:{kind}:{digest}"
+# RFC 6750 §3: what an error_description may hold (printable ASCII without '"' and '\').
+_DESCRIPTION_CHARS = frozenset(string.ascii_letters + string.digits + " !#$%&'()*+,-./:;<=>?@[]^_`{|}~")
+_MAX_DESCRIPTION_CHARS = 200
+
+
+def _authorization(scheme: str) -> str | None:
+    """The credentials after ``scheme`` in the Authorization header (the scheme is case-insensitive,
+    RFC 7235 §2.1; surrounding whitespace is tolerated), "" if the scheme has none, None if the header is
+    absent or names another scheme."""
+    parts = request.headers.get("Authorization", "").split(None, 1)
+    if not parts or parts[0].lower() != scheme:
+        return None
+    return parts[1].strip() if len(parts) > 1 else ""
 
 
 def _client_credentials() -> tuple[str, str]:
-    header = request.headers.get("Authorization", "")
-    if header.startswith("Basic "):
+    basic = _authorization("basic")
+    if basic is not None:
         try:
-            client_id, _, secret = base64.b64decode(header[6:], validate=True).decode().partition(":")
+            client_id, _, secret = base64.b64decode(basic, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             raise ApiError(401, "invalid_client: unreadable Basic credentials") from None
         return client_id, secret
     return request.form.get("client_id", ""), request.form.get("client_secret", "")
+
+
+def _invalid_client() -> ApiError:
+    return ApiError(401, "invalid_client", headers={"WWW-Authenticate": 'Basic realm="qgate"'})
+
+
+# --- login failure throttle ----------------------------------------------------------------------------
+
+def _failure_keys(client_id: str, address: str) -> list[tuple[str, int]]:
+    """The failure counters a login touches and their limits. Names hold a hash, never the raw value."""
+    def key(kind: str, value: str) -> str:
+        return LOGIN_FAILURE_KEY.format(kind=kind, digest=hashlib.sha256(value.encode()).hexdigest()[:32])
+    return [(key("client", client_id), LOGIN_FAILURES_PER_CLIENT),
+            (key("addr", address), LOGIN_FAILURES_PER_ADDRESS)]
+
+
+def _refuse_if_throttled(keys: list[tuple[str, int]]) -> None:
+    """429 with Retry-After while any counter is at its limit."""
+    pipe = services().redis.pipeline(transaction=False)
+    for key, _ in keys:
+        pipe.get(key)
+        pipe.ttl(key)
+    replies = pipe.execute()
+    waits = [ttl for (key, limit), count, ttl in zip(keys, replies[::2], replies[1::2])
+             if count is not None and int(count) >= limit]
+    if waits:
+        retry = max(1, min(max(waits), LOGIN_FAILURE_WINDOW_S))
+        log.warning("login_throttled", retry_after_s=retry)
+        raise ApiError(429, "too many failed logins; retry later", headers={"Retry-After": str(retry)})
+
+
+def _count_failure(keys: list[tuple[str, int]]) -> None:
+    """One more failure on every counter; a counter's window starts with its first failure."""
+    pipe = services().redis.pipeline(transaction=True)
+    for key, _ in keys:
+        pipe.incr(key)
+        pipe.expire(key, LOGIN_FAILURE_WINDOW_S, nx=True)
+    pipe.execute()
 
 
 @bp.post("/oauth/token")
@@ -35,14 +108,20 @@ def token() -> Any:
     if request.form.get("grant_type") != "client_credentials":
         raise ApiError(400, "unsupported_grant_type: only client_credentials is supported")
     client_id, secret = _client_credentials()
+    if not client_id or len(client_id) > MAX_CLIENT_ID_CHARS or len(secret) > MAX_CLIENT_SECRET_CHARS:
+        raise _invalid_client()
     svc = services()
+    failure_keys = _failure_keys(client_id, request.remote_addr or "unknown")
+    _refuse_if_throttled(failure_keys)
     client = svc.clients.authenticate(client_id, secret)
     if client is None:
-        raise ApiError(401, "invalid_client", headers={"WWW-Authenticate": 'Basic realm="qgate"'})
+        _count_failure(failure_keys)
+        raise _invalid_client()
     wanted = request.form.get("scope")
     scopes = list(client.scopes) if not wanted else wanted.split()
     if not set(scopes) <= set(client.scopes):
-        raise ApiError(400, "invalid_scope: the client may not have " + " ".join(sorted(set(scopes) - set(client.scopes))))
+        refused = " ".join(sorted(set(scopes) - set(client.scopes)))
+        raise ApiError(400, "invalid_scope: the client may not have " + refused[:200])
     settings = svc.settings
     access_token = issue_token(svc.signing_key, issuer=settings.issuer, audience=settings.audience,
                                client_id=client.client_id, tenant=client.tenant, scopes=scopes,
@@ -59,15 +138,22 @@ def jwks() -> Any:
     return jsonify(jwks_of(services().signing_key))
 
 
+def _challenge(description: str | None = None) -> dict[str, str]:
+    """The WWW-Authenticate header; the description cut to the characters RFC 6750 allows there."""
+    if description is None:
+        return {"WWW-Authenticate": 'Bearer realm="qgate"'}
+    safe = "".join(c for c in description if c in _DESCRIPTION_CHARS)[:_MAX_DESCRIPTION_CHARS]
+    return {"WWW-Authenticate": f'Bearer realm="qgate", error="invalid_token", error_description="{safe}"'}
+
+
 def authenticate() -> Principal:
-    header = request.headers.get("Authorization", "")
-    if not header.startswith("Bearer "):
-        raise ApiError(401, "missing bearer token", headers={"WWW-Authenticate": 'Bearer realm="qgate"'})
+    token = _authorization("bearer")
+    if not token:
+        raise ApiError(401, "missing bearer token", headers=_challenge())
     try:
-        principal = services().verifier.verify(header[7:].strip())
+        principal = services().verifier.verify(token)
     except TokenError as exc:
-        raise ApiError(401, str(exc), headers={
-            "WWW-Authenticate": f'Bearer realm="qgate", error="invalid_token", error_description="{exc}"'}) from None
+        raise ApiError(401, str(exc), headers=_challenge(str(exc))) from None
     structlog.contextvars.bind_contextvars(tenant=principal.tenant, client_id=principal.client_id)
     return principal
 

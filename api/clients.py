@@ -6,14 +6,12 @@ import base64
 import hashlib
 import hmac
 import json
-import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from api.tokens import SCOPES
+from api.tokens import SCOPES, TENANT_PATTERN, is_subject, is_tenant  # noqa: F401 (TENANT_PATTERN: its old home)
 
-TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 _DUMMY_SALT = b"qgate-dummy-salt"
 
@@ -30,6 +28,7 @@ def _hash(secret: str, salt: bytes) -> bytes:
 
 
 def _key(client_id: str) -> str:
+    """The record's key. Only ids of the subject shape get here: no ':', glob characters or whitespace."""
     return f"qgate:client:{client_id}"
 
 
@@ -39,7 +38,7 @@ class ClientStore:
 
     def create(self, tenant: str, scopes: list[str]) -> tuple[Client, str]:
         """A new client and its secret (returned once, never stored in clear)."""
-        if not TENANT_PATTERN.match(tenant):
+        if not is_tenant(tenant):
             raise ValueError("tenant must be 1-64 characters of letters, digits, '_', '.', '-'")
         unknown = sorted(set(scopes) - SCOPES)
         if unknown:
@@ -53,8 +52,14 @@ class ClientStore:
         return client, secret
 
     def authenticate(self, client_id: str, secret: str) -> Client | None:
-        """The client if the secret matches; the same work is done for unknown ids (no timing oracle)."""
-        raw = self.redis.get(_key(client_id)) if client_id else None
+        """The client if the secret matches; the same work is done for unknown ids (no timing oracle).
+
+        An id that is not of the subject shape cannot name a client (``create`` makes ``qc_`` + hex), so it
+        is refused without a lookup or a hash: that its shape is wrong is no secret.
+        """
+        if not is_subject(client_id):
+            return None
+        raw = self.redis.get(_key(client_id))
         if raw is None:
             _hash(secret, _DUMMY_SALT)
             return None

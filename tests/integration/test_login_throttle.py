@@ -1,0 +1,157 @@
+"""Failed logins are throttled per client id and per source address, over real HTTP on the stack.
+
+Every test here speaks from its own loopback address (127.x.y.z: Linux routes all of 127/8 to lo), so
+the failures it provokes never count against 127.0.0.1, which the rest of the suite logs in from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from api.auth import (LOGIN_FAILURE_WINDOW_S, LOGIN_FAILURES_PER_ADDRESS, LOGIN_FAILURES_PER_CLIENT,
+                      MAX_CLIENT_ID_CHARS)
+from tests.integration.stack import Stack
+
+SCOPES = "quantum:solve solver:heuristic"
+
+
+class SourceAddressAdapter(HTTPAdapter):
+    """Connects from a chosen local address."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, source_address=(self.address, 0), **kwargs)
+
+
+def speaker() -> requests.Session:
+    """A session speaking from a fresh loopback address, never 127.0.0.1."""
+    session = requests.Session()
+    address = f"127.{secrets.randbelow(250) + 1}.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"
+    session.mount("http://", SourceAddressAdapter(address))
+    session.address = address  # type: ignore[attr-defined]
+    return session
+
+
+def login(stack: Stack, session: requests.Session, client_id: str, secret: str, **headers: str) -> requests.Response:
+    return session.post(stack.url + "/oauth/token", data={"grant_type": "client_credentials"},
+                        auth=(client_id, secret), headers=headers, timeout=30)
+
+
+def fresh_client(stack: Stack) -> dict[str, Any]:
+    return stack.create_client(f"thr-{secrets.token_hex(4)}", SCOPES)
+
+
+def client_key(client_id: str) -> str:
+    return "qgate:loginfail:client:" + hashlib.sha256(client_id.encode()).hexdigest()[:32]
+
+
+def assert_throttled(reply: requests.Response) -> None:
+    assert reply.status_code == 429, (reply.status_code, reply.text)
+    assert reply.json()["error"]
+    assert 1 <= int(reply.headers["Retry-After"]) <= LOGIN_FAILURE_WINDOW_S
+
+
+def fail(stack: Stack, session: requests.Session, client_id: str, times: int) -> float:
+    """``times`` wrong secrets, each a 401; the seconds they took."""
+    started = time.perf_counter()
+    for attempt in range(times):
+        reply = login(stack, session, client_id, "wrong-" + secrets.token_hex(8))
+        assert reply.status_code == 401, (attempt, reply.status_code, reply.text)
+    return time.perf_counter() - started
+
+
+def test_a_client_id_is_locked_after_its_failures_even_for_the_right_secret(stack: Stack) -> None:
+    client, other = fresh_client(stack), fresh_client(stack)
+    session = speaker()
+    fail(stack, session, client["client_id"], LOGIN_FAILURES_PER_CLIENT)
+    assert_throttled(login(stack, session, client["client_id"], "wrong"))
+    # Refused too: answering it would need the scrypt the lockout saves, and would end the guessing.
+    assert_throttled(login(stack, session, client["client_id"], client["client_secret"]))
+    assert_throttled(login(stack, speaker(), client["client_id"], client["client_secret"]))  # from anywhere
+    assert login(stack, session, other["client_id"], other["client_secret"]).status_code == 200  # others unaffected
+    # The window passes (shortened here rather than waited out): the right secret works again.
+    redis = stack.redis()
+    assert 0 < redis.ttl(client_key(client["client_id"])) <= LOGIN_FAILURE_WINDOW_S
+    redis.expire(client_key(client["client_id"]), 1)
+    time.sleep(1.5)
+    assert login(stack, session, client["client_id"], client["client_secret"]).status_code == 200
+
+
+def test_throttled_answers_cost_no_scrypt(stack: Stack) -> None:
+    locked, measured = fresh_client(stack), fresh_client(stack)
+    session = speaker()
+    fail(stack, session, locked["client_id"], LOGIN_FAILURES_PER_CLIENT)
+    failing = fail(stack, speaker(), measured["client_id"], 5)
+    started = time.perf_counter()
+    for _ in range(20):
+        assert_throttled(login(stack, session, locked["client_id"], "wrong"))
+    throttled = time.perf_counter() - started
+    assert throttled < failing, f"20 throttled answers took {throttled:.3f}s, 5 real failures {failing:.3f}s"
+
+
+def test_successful_logins_are_not_counted(stack: Stack) -> None:
+    client = fresh_client(stack)
+    session = speaker()
+    for _ in range(LOGIN_FAILURES_PER_CLIENT + 3):
+        reply = login(stack, session, client["client_id"], client["client_secret"])
+        assert reply.status_code == 200, reply.text
+    assert stack.redis().get(client_key(client["client_id"])) is None
+
+
+def test_an_address_is_locked_after_failures_on_many_client_ids(stack: Stack) -> None:
+    """The per-address limit does not care which ids were tried, nor what X-Forwarded-For claims."""
+    client = fresh_client(stack)
+    session = speaker()
+    for attempt in range(LOGIN_FAILURES_PER_ADDRESS):
+        reply = login(stack, session, "qc_" + secrets.token_hex(12), "wrong",
+                      **{"X-Forwarded-For": f"203.0.113.{attempt}"})
+        assert reply.status_code == 401, (attempt, reply.text)
+    assert_throttled(login(stack, session, "qc_" + secrets.token_hex(12), "wrong",
+                           **{"X-Forwarded-For": "198.51.100.7"}))
+    assert_throttled(login(stack, session, client["client_id"], client["client_secret"]))
+    assert login(stack, speaker(), client["client_id"], client["client_secret"]).status_code == 200
+
+
+def test_counters_are_keyed_by_hashes_never_by_what_the_caller_sent(stack: Stack) -> None:
+    session = speaker()
+    odd = "qc_*:{evil}\r\n"  # in the form body: Basic cannot carry a ':' in the id
+    reply = session.post(stack.url + "/oauth/token", timeout=30,
+                         data={"grant_type": "client_credentials", "client_id": odd, "client_secret": "wrong"})
+    assert reply.status_code == 401
+    names = list(stack.redis().scan_iter("qgate:loginfail:*"))
+    assert names and all(re.fullmatch(r"qgate:loginfail:(client|addr):[0-9a-f]{32}", n) for n in names), names
+    assert client_key(odd) in names
+    assert not any(odd in n or session.address in n for n in names)  # type: ignore[attr-defined]
+
+
+def test_oversized_credentials_are_refused_cheaply_and_not_counted(stack: Stack) -> None:
+    client = fresh_client(stack)
+    session = speaker()
+    started = time.perf_counter()
+    for _ in range(LOGIN_FAILURES_PER_ADDRESS + 5):
+        assert login(stack, session, "q" * (MAX_CLIENT_ID_CHARS + 1), "x").status_code == 401
+        assert login(stack, session, client["client_id"], "s" * 4096).status_code == 401
+    elapsed = time.perf_counter() - started
+    assert login(stack, session, client["client_id"], client["client_secret"]).status_code == 200
+    assert elapsed < 0.05 * 2 * (LOGIN_FAILURES_PER_ADDRESS + 5), f"{elapsed:.2f}s: were they hashed?"
+
+
+def test_the_basic_scheme_is_case_insensitive(stack: Stack) -> None:
+    import base64
+
+    client = fresh_client(stack)
+    credentials = base64.b64encode(f"{client['client_id']}:{client['client_secret']}".encode()).decode()
+    for scheme in ("basic", "BASIC"):
+        reply = speaker().post(stack.url + "/oauth/token", data={"grant_type": "client_credentials"},
+                               headers={"Authorization": f"{scheme}  {credentials}"}, timeout=30)
+        assert reply.status_code == 200, reply.text
