@@ -1,101 +1,44 @@
 """The qpu lane: circuits on a quantum device through a provider adapter.
 
-`QpuAdapter` is the provider-facing interface (submit/poll/result/cancel plus calibration and price);
-`EmulatedQpu` implements it with a qiskit-ibm-runtime fake device: the device's coupling map, basis gates
-and calibration data, run on Aer with the device's noise model. `QpuCircuitSolver` is the lane's
-`Solver`: it transpiles, checks depth, submits, polls against the time limit and returns counts together
-with the calibration snapshot that produced them.
+`QpuAdapter` (in `solvers.qpu_base`, re-exported here) is the provider-facing interface
+(submit/poll/result/cancel plus calibration and price); `EmulatedQpu` implements it with a
+qiskit-ibm-runtime fake device: the device's coupling map, basis gates and calibration data, run on Aer
+with the device's noise model. `QpuCircuitSolver` is the lane's `Solver`: it transpiles, checks depth,
+submits, polls against the time limit and returns counts together with the calibration snapshot that
+produced them. Which adapter a provider name means is decided in `solvers.qpu_factory`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import math
 import random
 import threading
 import time
-from abc import ABC, abstractmethod
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 from solvers.aer import normalise_counts, simulator_seed
 from solvers.base import LaneLimits, Solution, SolverRefused, Verdict
-from solvers.capability import check_circuit, package_version
+from solvers.capability import check_circuit
 from solvers.circuits import parse_qasm
-from solvers.problems import MAX_SHOTS, canonical_json
+from solvers.qpu_base import (
+    JOB_STATES,
+    PRICES,
+    TERMINAL_STATES,
+    Price,
+    QiskitBackendQpu,
+    QpuAdapter,
+    QpuError,
+    device_calibration,
+)
 
-JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
-TERMINAL_STATES = frozenset({"done", "failed", "cancelled"})
-
-
-class QpuError(Exception):
-    """The provider failed a job, cancelled it, or does not know it."""
-
-
-@dataclass(frozen=True)
-class Price:
-    """A device's price: a fixed charge per task plus a charge per shot, and where the figures come from."""
-
-    per_task_usd: float
-    per_shot_usd: float
-    basis: str
-
-
-# Prices by device name. Real adapters add their devices here (or pass ``price=``); fake devices are free.
-PRICES: dict[str, Price] = {
-    "emulated": Price(0.0, 0.0, "emulated device: no charge"),
-}
-
-
-class QpuAdapter(ABC):
-    """One quantum provider/device. Handles are opaque strings; ``poll`` returns one of `JOB_STATES`."""
-
-    price: Price = PRICES["emulated"]
-
-    @property
-    @abstractmethod
-    def name(self) -> str:
-        """The device name, e.g. ``fake_manila``."""
-
-    @property
-    def version(self) -> str:
-        return "unknown"
-
-    @abstractmethod
-    def transpile(self, circuit: Any, seed: int | None) -> Any:
-        """The circuit rewritten for the device's gates and couplings (an ISA circuit)."""
-
-    @abstractmethod
-    def submit(self, circuit: Any, shots: int, seed: int | None) -> str:
-        """Queue an ISA circuit; return the job handle."""
-
-    @abstractmethod
-    def poll(self, handle: str) -> str:
-        """The job's state: ``queued``, ``running``, ``done``, ``failed`` or ``cancelled``."""
-
-    @abstractmethod
-    def result(self, handle: str) -> dict[str, int]:
-        """Counts of a done job; raises `QpuError` for a failed, cancelled or unknown job."""
-
-    @abstractmethod
-    def cancel(self, handle: str) -> None:
-        """Ask the provider to drop the job (a no-op once it has finished)."""
-
-    @abstractmethod
-    def calibration_snapshot(self) -> dict[str, Any]:
-        """The device's current calibration, small enough to store with each result, with its sha256."""
-
-    @abstractmethod
-    def limits(self) -> LaneLimits:
-        """What the device accepts: qubits, transpiled depth, shots."""
-
-    def cost_estimate(self, shots: int) -> dict[str, Any]:
-        """Price of one task of ``shots`` shots from `price`."""
-        usd = self.price.per_task_usd + self.price.per_shot_usd * shots
-        return {"usd": round(usd, 6), "basis": self.price.basis}
+__all__ = [
+    "JOB_STATES", "PRICES", "TERMINAL_STATES", "EmulatedQpu", "Price", "QpuAdapter", "QpuCircuitSolver",
+    "QpuError", "device_calibration", "resolve_fake_backend",
+]
 
 
 def resolve_fake_backend(name: str) -> Any:
@@ -114,17 +57,6 @@ def resolve_fake_backend(name: str) -> Any:
     raise ValueError(f"unknown fake backend {name!r}")
 
 
-def _num(value: Any, digits: int = 6) -> float | None:
-    """A float rounded to ``digits`` significant digits; None when missing or not finite (JSON-safe)."""
-    if value is None or not math.isfinite(value):
-        return None
-    return float(f"{value:.{digits}g}")
-
-
-def _summary(values: list[float]) -> dict[str, Any]:
-    return {"count": len(values), "mean": _num(sum(values) / len(values)),
-            "min": _num(min(values)), "max": _num(max(values))}
-
 
 @dataclass
 class _Job:
@@ -138,7 +70,7 @@ class _Job:
     error: str | None = None
 
 
-class EmulatedQpu(QpuAdapter):
+class EmulatedQpu(QiskitBackendQpu):
     """A fake IBM device run on Aer with its noise model.
 
     Jobs stay ``queued`` for ``queue_delay_s`` after submission; the first ``poll`` after that runs the
@@ -154,8 +86,8 @@ class EmulatedQpu(QpuAdapter):
     `max_layouts_kept`.
     """
 
-    max_jobs_kept = 256
     max_layouts_kept = 64
+    provider_label = "Emulated"
 
     def __init__(self, backend_name: str = "fake_manila", *, queue_delay_s: float = 0.0,
                  failure_rate: float = 0.0, max_depth: int = 2000, failure_seed: int | None = None,
@@ -164,27 +96,24 @@ class EmulatedQpu(QpuAdapter):
             raise ValueError("queue_delay_s must be non-negative")
         if not 0.0 <= failure_rate <= 1.0:
             raise ValueError("failure_rate must be between 0 and 1")
+        super().__init__(max_depth=max_depth)
         self.backend_name = backend_name
         self.queue_delay_s = queue_delay_s
         self.failure_rate = failure_rate
-        self.max_depth = max_depth
         self.price = price or PRICES["emulated"]
         self._rng = random.Random(failure_seed)
-        self._lock = threading.Lock()
-        self._jobs: OrderedDict[str, _Job] = OrderedDict()
+        self._lock = threading.Lock()  # the failure RNG and the jobs' state transitions
         self._ids = itertools.count(1)
         self._layout_lock = threading.Lock()
         self._layout_simulators: OrderedDict[tuple[int, ...], Any] = OrderedDict()
         self._layout_hits = 0
         self._layout_misses = 0
 
-    @property
-    def name(self) -> str:
-        return self.backend_name
-
-    @property
-    def version(self) -> str:
-        return f"qiskit-ibm-runtime {package_version('qiskit-ibm-runtime')}"
+    @classmethod
+    def configured(cls, *, backend_name: str, queue_delay_s: float, failure_rate: float,
+                   env: Mapping[str, str]) -> EmulatedQpu:
+        """The emulated device ``backend_name`` with the configured queue delay and failure rate."""
+        return cls(backend_name, queue_delay_s=queue_delay_s, failure_rate=failure_rate)
 
     @cached_property
     def backend(self) -> Any:
@@ -248,25 +177,15 @@ class EmulatedQpu(QpuAdapter):
             return self.simulator, circuit
         return simulator, _compact_circuit(circuit, active)
 
-    def transpile(self, circuit: Any, seed: int | None) -> Any:
-        from qiskit.transpiler import generate_preset_pass_manager
-
-        manager = generate_preset_pass_manager(optimization_level=1, backend=self.backend,
-                                               seed_transpiler=simulator_seed(seed))
-        return manager.run(circuit)
-
     def submit(self, circuit: Any, shots: int, seed: int | None) -> str:
         handle = f"{self.backend_name}-{next(self._ids)}"
         with self._lock:
             fails = self._rng.random() < self.failure_rate
-            self._jobs[handle] = _Job(circuit, shots, seed, time.monotonic(), fails)
-            while len(self._jobs) > self.max_jobs_kept:
-                self._jobs.popitem(last=False)
-        return handle
+            return self._remember(handle, _Job(circuit, shots, seed, time.monotonic(), fails))
 
     def poll(self, handle: str) -> str:
         with self._lock:
-            job = self._job(handle)
+            job = self._known(handle)
             if job.state != "queued" or time.monotonic() - job.submitted < self.queue_delay_s:
                 return job.state
             job.state = "running"
@@ -291,38 +210,26 @@ class EmulatedQpu(QpuAdapter):
 
     def result(self, handle: str) -> dict[str, int]:
         with self._lock:
-            job = self._job(handle)
+            job = self._known(handle)
         if job.state == "done" and job.counts is not None:
             return dict(job.counts)
         if job.state == "failed":
             raise QpuError(job.error or f"job {handle} failed")
-        raise QpuError(f"job {handle} is {job.state}, not done")
+        raise self._not_done(handle, job.state)
 
     def cancel(self, handle: str) -> None:
         with self._lock:
-            job = self._job(handle)
+            job = self._known(handle)
             if job.state == "queued":
                 job.state = "cancelled"
 
-    def _job(self, handle: str) -> _Job:
-        try:
-            return self._jobs[handle]
-        except KeyError:
-            raise QpuError(f"unknown job {handle!r} on {self.backend_name}") from None
-
-    def limits(self) -> LaneLimits:
-        max_shots = self.backend.configuration().to_dict().get("max_shots") or MAX_SHOTS
-        return LaneLimits(max_qubits=self.backend.num_qubits, max_depth=self.max_depth,
-                          max_shots=min(int(max_shots), MAX_SHOTS))
-
     def calibration_snapshot(self) -> dict[str, Any]:
+        """The stamped snapshot, built once: a fake device's calibration does not change."""
         return dict(self._calibration)
 
     @cached_property
     def _calibration(self) -> dict[str, Any]:
-        snapshot = device_calibration(self.backend)
-        snapshot["sha256"] = hashlib.sha256(canonical_json(snapshot)).hexdigest()
-        return snapshot
+        return super().calibration_snapshot()
 
 
 def _active_qubits(circuit: Any) -> tuple[int, ...]:
@@ -402,39 +309,6 @@ def _restricted_noise_model(device: Any, layout: tuple[int, ...]) -> Any | None:
     return noise
 
 
-def device_calibration(backend: Any) -> dict[str, Any]:
-    """A compact calibration record: per-qubit T1/T2 (µs) and readout error, per-gate error summaries."""
-    target = backend.target
-    props = backend.properties()
-    updated = getattr(props, "last_update_date", None)
-    qubit_props = target.qubit_properties or [None] * target.num_qubits
-    measure = target["measure"] if "measure" in target.operation_names else {}
-    qubits = []
-    for q in range(target.num_qubits):
-        qp = qubit_props[q]
-        readout = measure.get((q,)) if measure else None
-        qubits.append({
-            "qubit": q,
-            "t1_us": _num(qp.t1 * 1e6) if qp is not None and qp.t1 is not None else None,
-            "t2_us": _num(qp.t2 * 1e6) if qp is not None and qp.t2 is not None else None,
-            "readout_error": _num(readout.error) if readout is not None else None,
-        })
-    gates = {}
-    for name in sorted(target.operation_names):
-        errors = [p.error for p in target[name].values()
-                  if p is not None and p.error is not None and math.isfinite(p.error)]
-        if errors and name != "measure":
-            gates[name] = _summary(errors)
-    return {
-        "backend": backend.name,
-        "backend_version": str(getattr(backend, "backend_version", "")),
-        "num_qubits": target.num_qubits,
-        "last_update_date": updated.isoformat() if updated is not None else None,
-        "qubits": qubits,
-        "gate_errors": gates,
-    }
-
-
 class QpuCircuitSolver:
     """The qpu lane's solver: one circuit, one adapter."""
 
@@ -503,22 +377,3 @@ def _physical_qubits(circuit: Any) -> list[int]:
     if layout is None:
         return list(range(circuit.num_qubits))
     return [int(q) for q in layout.final_index_layout()]
-
-
-def qpu_adapter(provider: str = "emulated", **options: Any) -> QpuAdapter:
-    """An adapter for ``provider``: ``emulated`` (`EmulatedQpu`), ``ibm`` or ``braket``.
-
-    ``options`` go to the adapter's constructor. Provider SDKs are imported only when their provider is
-    asked for, so the emulated lane does not need (or pay for importing) braket or an IBM account.
-    """
-    if provider == "emulated":
-        return EmulatedQpu(**options)
-    if provider == "ibm":
-        from solvers.qpu_ibm import IbmQuantumQpu
-
-        return IbmQuantumQpu(**options)
-    if provider == "braket":
-        from solvers.qpu_braket import BraketQpu
-
-        return BraketQpu(**options)
-    raise ValueError(f"unknown qpu provider {provider!r}; expected emulated, ibm or braket")

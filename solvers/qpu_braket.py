@@ -7,7 +7,8 @@ qiskit-braket-provider and converted with its ``to_braket``.
 AWS credentials are never handled here: ``AwsDevice`` uses boto3's standard credential chain
 (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN``, ``AWS_PROFILE``, the shared
 credentials file, instance/container roles) and ``AWS_REGION``/``AWS_DEFAULT_REGION``. Error messages
-are built from exception types and texts with any credential values from the environment redacted.
+are built from exception types and texts with any credential values from the environment redacted (by
+the `QpuAdapter` base, from `BraketQpu.secret_env_vars`).
 
 Bit order: ``to_braket`` emits one Braket measurement per measured classical bit, in ascending
 classical-bit order, so character i of a Braket count key is the i-th measured classical bit. Qiskit
@@ -19,50 +20,35 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 
-from solvers.aer import simulator_seed
-from solvers.base import LaneLimits
 from solvers.capability import package_version
-from solvers.problems import MAX_SHOTS, canonical_json
-from solvers.qpu import Price, QpuAdapter, QpuError
+from solvers.qpu_base import (
+    Price,
+    QpuAdapter,
+    QpuError,
+    env_secrets,
+    lane_state,
+    lane_states,
+    redact_secrets,
+)
 
 # Braket publishes per-task and per-shot prices per device, but they change and vary by region; a
 # deployment configures them (``price=``) instead of this placeholder.
 BRAKET_PRICE = Price(0.0, 0.0, "configure per contract")
 LOCAL_PRICE = Price(0.0, 0.0, "local simulator: no charge")
 
-_STATES = {
-    "CREATED": "queued",
-    "QUEUED": "queued",
-    "RUNNING": "running",
-    "COMPLETED": "done",
-    "FAILED": "failed",
-    "CANCELLING": "cancelled",
-    "CANCELLED": "cancelled",
-}
+_STATES = lane_states(queued=("CREATED", "QUEUED"), running=("RUNNING",), done=("COMPLETED",),
+                      failed=("FAILED",), cancelled=("CANCELLING", "CANCELLED"))
 
 _AWS_SECRETS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
 
 
 def task_state(state: str) -> str:
     """The lane state for a Braket quantum-task state."""
-    try:
-        return _STATES[str(state).upper()]
-    except KeyError:
-        raise QpuError(f"unrecognised Braket task state {state!r}") from None
-
-
-def _redacted(text: str) -> str:
-    for variable in _AWS_SECRETS:
-        secret = os.environ.get(variable)
-        if secret:
-            text = text.replace(secret, "***")
-    return text
+    return lane_state(_STATES, state, "Braket task state")
 
 
 def measured_clbits(circuit: Any) -> list[int]:
@@ -94,18 +80,18 @@ class BraketQpu(QpuAdapter):
     in `run_provenance` (and in every calibration snapshot) rather than pretending otherwise.
     """
 
-    max_jobs_kept = 256
+    provider_label = "Braket"
+    secret_env_vars = _AWS_SECRETS
 
-    def __init__(self, device: Any = None, *, max_depth: int = 2000, price: Price | None = None) -> None:
+    def __init__(self, device: Any = None, *, max_depth: int = 2000, price: Price | None = None,
+                 redact: tuple[str, ...] = ()) -> None:
         if device is None:
             from braket.devices import LocalSimulator
 
             device = LocalSimulator()
+        super().__init__(max_depth=max_depth, redact=redact)
         self.device = device
-        self.max_depth = max_depth
         self.price = price or (BRAKET_PRICE if self.remote else LOCAL_PRICE)
-        self._lock = threading.Lock()
-        self._tasks: OrderedDict[str, tuple[Any, list[int], int]] = OrderedDict()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **options: Any) -> BraketQpu:
@@ -116,15 +102,16 @@ class BraketQpu(QpuAdapter):
             raise ValueError("set QGATE_BRAKET_DEVICE_ARN")
         from braket.aws import AwsDevice
 
+        secrets = env_secrets(cls.secret_env_vars, env, os.environ)
         try:
             device = AwsDevice(arn)
         except Exception as exc:  # boto3/botocore: credentials, region, unknown ARN
             raise QpuError(f"Braket device {arn} unavailable: {type(exc).__name__}: "
-                           f"{_redacted(str(exc))}") from None
-        return cls(device, **options)
+                           f"{redact_secrets(str(exc), secrets)}") from None
+        return cls(device, redact=env_secrets(cls.secret_env_vars, env), **options)
 
-    def __repr__(self) -> str:
-        return f"BraketQpu(device={self.name!r})"
+    def describe(self) -> dict[str, Any]:
+        return {"device": self.name}
 
     @property
     def remote(self) -> bool:
@@ -148,15 +135,8 @@ class BraketQpu(QpuAdapter):
             return aws_device_to_target(self.device)
         return local_simulator_to_target(self.device)
 
-    def _error(self, what: str, exc: BaseException) -> QpuError:
-        return QpuError(f"Braket {what}: {type(exc).__name__}: {_redacted(str(exc))}")
-
-    def transpile(self, circuit: Any, seed: int | None) -> Any:
-        from qiskit.transpiler import generate_preset_pass_manager
-
-        manager = generate_preset_pass_manager(optimization_level=1, target=self.target,
-                                               seed_transpiler=simulator_seed(seed))
-        return manager.run(circuit)
+    def transpile_target(self) -> dict[str, Any]:
+        return {"target": self.target}
 
     def _convert(self, circuit: Any) -> Any:
         from qiskit_braket_provider.providers.adapter import to_braket
@@ -166,82 +146,55 @@ class BraketQpu(QpuAdapter):
         return to_braket(circuit)
 
     def submit(self, circuit: Any, shots: int, seed: int | None) -> str:
-        try:
+        # the converter raises ValueError/NotImplementedError/QiskitError
+        with self.provider_errors(f"cannot convert the circuit for {self.name}"):
             program = self._convert(circuit)
-        except Exception as exc:  # the converter raises ValueError/NotImplementedError/QiskitError
-            raise self._error(f"cannot convert the circuit for {self.name}", exc) from None
-        try:
+        # simulator errors, botocore ClientError, missing credentials
+        with self.provider_errors(f"submission to {self.name} failed"):
             task = self.device.run(program, shots=shots)
             handle = str(task.id)
-        except Exception as exc:  # simulator errors, botocore ClientError, missing credentials
-            raise self._error(f"submission to {self.name} failed", exc) from None
-        with self._lock:
-            self._tasks[handle] = (task, measured_clbits(circuit), circuit.num_clbits)
-            while len(self._tasks) > self.max_jobs_kept:
-                self._tasks.popitem(last=False)
-        return handle
-
-    def _task(self, handle: str) -> tuple[Any, list[int], int]:
-        with self._lock:
-            entry = self._tasks.get(handle)
-        if entry is None:
-            raise QpuError(f"unknown job {handle!r} on {self.name}")
-        return entry
+        return self._remember(handle, (task, measured_clbits(circuit), circuit.num_clbits))
 
     def poll(self, handle: str) -> str:
-        task, _, _ = self._task(handle)
-        try:
+        task, _, _ = self._known(handle)
+        with self.provider_errors(f"status of task {handle} failed"):
             return task_state(task.state())
-        except QpuError:
-            raise
-        except Exception as exc:
-            raise self._error(f"status of task {handle} failed", exc) from None
 
     def result(self, handle: str) -> dict[str, int]:
-        task, clbits, num_clbits = self._task(handle)
+        task, clbits, num_clbits = self._known(handle)
         state = self.poll(handle)
         if state == "failed":
-            reason = ""
-            metadata = getattr(task, "metadata", None)
-            if callable(metadata):
-                try:
-                    reason = f": {_redacted(str(metadata(True).get('failureReason', '')))}"
-                except Exception:  # the reason is a courtesy; the failure itself is what matters
-                    reason = ""
-            raise QpuError(f"Braket task {handle} on {self.name} failed{reason}")
+            raise QpuError(f"Braket task {handle} on {self.name} failed{self._failure_reason(task)}")
         if state != "done":
-            raise QpuError(f"job {handle} is {state}, not done")
-        try:
+            raise self._not_done(handle, state)
+        with self.provider_errors(f"result of task {handle} failed"):
             outcome = task.result()
-        except Exception as exc:
-            raise self._error(f"result of task {handle} failed", exc) from None
         if outcome is None:
             raise QpuError(f"Braket task {handle} on {self.name} returned no result")
         return qiskit_counts(outcome.measurement_counts, clbits, num_clbits)
 
-    def cancel(self, handle: str) -> None:
-        task, _, _ = self._task(handle)
-        if self.poll(handle) in ("done", "failed", "cancelled"):
-            return
+    def _failure_reason(self, task: Any) -> str:
+        """``: <reason>`` from the task's metadata (redacted), or nothing when it cannot be had."""
+        metadata = getattr(task, "metadata", None)
+        if not callable(metadata):
+            return ""
         try:
-            task.cancel()
-        except Exception as exc:
-            raise self._error(f"cancel of task {handle} failed", exc) from None
+            return f": {self.redact(str(metadata(True).get('failureReason', '')))}"
+        except Exception:  # the reason is a courtesy; the failure itself is what matters
+            return ""
 
-    def limits(self) -> LaneLimits:
+    def cancel(self, handle: str) -> None:
+        task, _, _ = self._known(handle)
+        self._cancel_unfinished(handle, task.cancel, "task")
+
+    def device_limits(self) -> tuple[int | None, int | None]:
         properties = self.device.properties
         qubits = getattr(getattr(properties, "paradigm", None), "qubitCount", None)
         shots_range = getattr(getattr(properties, "service", None), "shotsRange", None)
-        max_shots = min(int(shots_range[1]), MAX_SHOTS) if shots_range else MAX_SHOTS
-        return LaneLimits(max_qubits=qubits, max_depth=self.max_depth, max_shots=max_shots)
+        return qubits, (shots_range[1] if shots_range else None)
 
-    def calibration_snapshot(self) -> dict[str, Any]:
-        snapshot = self._device_summary()
-        snapshot["provenance"] = self.run_provenance()
-        snapshot["sha256"] = hashlib.sha256(canonical_json(snapshot)).hexdigest()
-        return snapshot
-
-    def _device_summary(self) -> dict[str, Any]:
+    def calibration(self) -> dict[str, Any]:
+        """The device's identity and properties digest: Braket publishes no per-qubit calibration here."""
         properties = self.device.properties
         if not self.remote:
             return {"backend": self.name, "kind": "noiseless local simulator",

@@ -7,25 +7,20 @@ since qiskit-ibm-runtime 0.50). It runs either against a real device obtained fr
 the same primitive runs the circuit on Aer with the fake device's noise model.
 
 Credentials come from `IbmQuantumQpu.from_env`; the token goes to the service and nowhere else: it is
-kept out of ``repr``, returned dicts and `QpuError` messages (messages from the runtime are redacted).
+kept out of ``repr``, returned dicts and `QpuError` messages (messages from the runtime are redacted by
+the `QpuAdapter` base, as are transpiling, the job table and the calibration snapshot's stamp).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
 from solvers.aer import normalise_counts, simulator_seed
-from solvers.base import LaneLimits
-from solvers.capability import package_version
-from solvers.problems import MAX_SHOTS, canonical_json
-from solvers.qpu import Price, QpuAdapter, QpuError, device_calibration
+from solvers.qpu_base import Price, QiskitBackendQpu, QpuError, lane_state, lane_states, redact_secrets
 
 # qiskit-ibm-runtime 0.51's default channel (``accounts.management._DEFAULT_CHANNEL_TYPE``).
 DEFAULT_CHANNEL = "ibm_quantum_platform"
@@ -36,41 +31,32 @@ IBM_PRICE = Price(0.0, 0.0, "configure per contract")
 
 # Runtime job status -> lane job state. RuntimeJobV2.status() returns these strings; local-mode jobs
 # return qiskit's JobStatus enum, whose names are the same words (plus VALIDATING).
-_STATES = {
-    "INITIALIZING": "queued",
-    "VALIDATING": "queued",
-    "QUEUED": "queued",
-    "RUNNING": "running",
-    "DONE": "done",
-    "ERROR": "failed",
-    "CANCELLED": "cancelled",
-}
+_STATES = lane_states(queued=("INITIALIZING", "VALIDATING", "QUEUED"), running=("RUNNING",),
+                      done=("DONE",), failed=("ERROR",), cancelled=("CANCELLED",))
 
 
 def job_state(status: Any) -> str:
     """The lane state for a runtime job status (string or ``JobStatus`` enum)."""
-    key = str(getattr(status, "name", status)).upper()
+    return lane_state(_STATES, status, "IBM job status")
+
+
+def _cancel_job(job: Any) -> None:
+    from qiskit_ibm_runtime.exceptions import RuntimeInvalidStateError
+
     try:
-        return _STATES[key]
-    except KeyError:
-        raise QpuError(f"unrecognised IBM job status {key!r}") from None
+        job.cancel()
+    except RuntimeInvalidStateError:  # finished between poll and cancel
+        pass
 
 
-def _redact(text: str, secrets: tuple[str, ...]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
-class IbmQuantumQpu(QpuAdapter):
+class IbmQuantumQpu(QiskitBackendQpu):
     """One IBM Quantum device (or, with ``backend=``, a fake device in local testing mode).
 
     Exactly one of ``service`` (real device ``backend_name`` looked up on first use) or ``backend``
     (a backend instance, e.g. ``FakeManilaV2()``, run locally) is given. Job handles are runtime job ids.
     """
 
-    max_jobs_kept = 256
+    provider_label = "IBM"
 
     def __init__(self, backend_name: str | None = None, *, service: Any = None, backend: Any = None,
                  max_depth: int = 2000, price: Price | None = None,
@@ -79,14 +65,11 @@ class IbmQuantumQpu(QpuAdapter):
             raise ValueError("give exactly one of service= or backend=")
         if backend is None and not backend_name:
             raise ValueError("backend_name is required with service=")
+        super().__init__(max_depth=max_depth, redact=redact)
         self.backend_name = backend_name or backend.name
-        self.max_depth = max_depth
         self.price = price or IBM_PRICE
         self._service = service
         self._given_backend = backend
-        self._redact = tuple(redact)
-        self._lock = threading.Lock()
-        self._jobs: OrderedDict[str, Any] = OrderedDict()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *,
@@ -116,20 +99,11 @@ class IbmQuantumQpu(QpuAdapter):
                                       token=token, instance=env.get("QGATE_IBM_INSTANCE") or None)
         except Exception as exc:  # any failure to authenticate surfaces as one provider error
             raise QpuError(f"IBM Quantum service unavailable: {type(exc).__name__}: "
-                           f"{_redact(str(exc), (token,))}") from None
+                           f"{redact_secrets(str(exc), (token,))}") from None
         return cls(backend_name, service=service, redact=(token,), **options)
 
-    def __repr__(self) -> str:
-        mode = "local" if self.local else "service"
-        return f"IbmQuantumQpu(backend_name={self.backend_name!r}, mode={mode!r})"
-
-    @property
-    def name(self) -> str:
-        return self.backend_name
-
-    @property
-    def version(self) -> str:
-        return f"qiskit-ibm-runtime {package_version('qiskit-ibm-runtime')}"
+    def describe(self) -> dict[str, Any]:
+        return {"backend_name": self.backend_name, "mode": "local" if self.local else "service"}
 
     @property
     def local(self) -> bool:
@@ -140,20 +114,8 @@ class IbmQuantumQpu(QpuAdapter):
     def backend(self) -> Any:
         if self._given_backend is not None:
             return self._given_backend
-        try:
+        with self.provider_errors(f"backend {self.backend_name} unavailable"):  # unknown, auth, network
             return self._service.backend(self.backend_name)
-        except Exception as exc:  # unknown backend, auth or network: one provider error
-            raise self._error(f"backend {self.backend_name} unavailable", exc) from None
-
-    def _error(self, what: str, exc: BaseException) -> QpuError:
-        return QpuError(f"IBM {what}: {type(exc).__name__}: {_redact(str(exc), self._redact)}")
-
-    def transpile(self, circuit: Any, seed: int | None) -> Any:
-        from qiskit.transpiler import generate_preset_pass_manager
-
-        manager = generate_preset_pass_manager(optimization_level=1, backend=self.backend,
-                                               seed_transpiler=simulator_seed(seed))
-        return manager.run(circuit)
 
     def _run(self, circuit: Any, shots: int, seed: int | None) -> Any:
         """Submit one pub to the Sampler primitive; returns the runtime job."""
@@ -166,48 +128,35 @@ class IbmQuantumQpu(QpuAdapter):
         return sampler.run([circuit], shots=shots)
 
     def submit(self, circuit: Any, shots: int, seed: int | None) -> str:
-        try:
+        with self.provider_errors(f"submission to {self.backend_name} failed"):
             job = self._run(circuit, shots, seed)
             handle = str(job.job_id())
-        except QpuError:
-            raise
-        except Exception as exc:  # the runtime raises assorted types on submission
-            raise self._error(f"submission to {self.backend_name} failed", exc) from None
-        with self._lock:
-            self._jobs[handle] = job
-            while len(self._jobs) > self.max_jobs_kept:
-                self._jobs.popitem(last=False)
-        return handle
+        return self._remember(handle, job)
 
     def _job(self, handle: str) -> Any:
-        with self._lock:
-            job = self._jobs.get(handle)
+        """The runtime job: one this adapter submitted or, on a service, any job of the account."""
+        job = self.jobs.get(handle)
         if job is not None:
             return job
         if self.local:
-            raise QpuError(f"unknown job {handle!r} on {self.backend_name}")
-        try:
+            return self._known(handle)  # unknown job
+        with self.provider_errors(f"job {handle!r} not found on {self.backend_name}"):
             return self._service.job(handle)
-        except Exception as exc:
-            raise self._error(f"job {handle!r} not found on {self.backend_name}", exc) from None
 
     def poll(self, handle: str) -> str:
         job = self._job(handle)
-        try:
+        with self.provider_errors(f"status of job {handle} failed"):
             status = job.status()
-        except Exception as exc:
-            raise self._error(f"status of job {handle} failed", exc) from None
         return job_state(status)
 
     def result(self, handle: str) -> dict[str, int]:
         job = self._job(handle)
         state = self.poll(handle)
         if state in ("queued", "running", "cancelled"):
-            raise QpuError(f"job {handle} is {state}, not done")
-        try:
+            raise self._not_done(handle, state)
+        # RuntimeJobFailureError, RuntimeJobTimeoutError, local errors...
+        with self.provider_errors(f"job {handle} on {self.backend_name} failed"):
             pub = job.result()[0]
-        except Exception as exc:  # RuntimeJobFailureError, RuntimeJobTimeoutError, local errors...
-            raise self._error(f"job {handle} on {self.backend_name} failed", exc) from None
         if state == "failed":
             raise QpuError(f"IBM job {handle} on {self.backend_name} failed")
         if not list(pub.data.keys()):
@@ -217,31 +166,7 @@ class IbmQuantumQpu(QpuAdapter):
         return normalise_counts(pub.join_data().get_counts())
 
     def cancel(self, handle: str) -> None:
-        job = self._job(handle)
-        if self.poll(handle) in ("done", "failed", "cancelled"):
-            return
-        try:
-            job.cancel()
-        except Exception as exc:
-            from qiskit_ibm_runtime.exceptions import RuntimeInvalidStateError
-
-            if isinstance(exc, RuntimeInvalidStateError):  # finished between poll and cancel
-                return
-            raise self._error(f"cancel of job {handle} failed", exc) from None
-
-    def limits(self) -> LaneLimits:
-        max_shots = getattr(self.backend, "max_shots", None)
-        if max_shots is None and hasattr(self.backend, "configuration"):
-            max_shots = getattr(self.backend.configuration(), "max_shots", None)
-        return LaneLimits(max_qubits=self.backend.num_qubits, max_depth=self.max_depth,
-                          max_shots=min(int(max_shots or MAX_SHOTS), MAX_SHOTS))
-
-    def calibration_snapshot(self) -> dict[str, Any]:
-        """The device calibration, plus whether shots from this adapter can be replayed from a seed."""
-        snapshot = device_calibration(self.backend)
-        snapshot["provenance"] = self.run_provenance()
-        snapshot["sha256"] = hashlib.sha256(canonical_json(snapshot)).hexdigest()
-        return snapshot
+        self._cancel_unfinished(handle, partial(_cancel_job, self._job(handle)))
 
     def run_provenance(self) -> dict[str, Any]:
         """How reproducible this adapter's counts are: seeded in local mode, physical on a device."""

@@ -17,7 +17,8 @@ from braket import devices as braket_devices
 
 from solvers.circuits import BELL, GHZ3, parse_qasm
 from solvers.problems import parse_problem
-from solvers.qpu import EmulatedQpu, QpuCircuitSolver, QpuError, qpu_adapter
+from solvers.qpu import EmulatedQpu, QpuCircuitSolver, QpuError
+from solvers.qpu_factory import qpu_adapter
 
 
 
