@@ -126,7 +126,7 @@ def _accept(job_id: str, problem: Any, envelope: SolveRequest, budget_ms: int) -
     if store.active_count(principal.tenant) >= settings.max_active_jobs_per_tenant:
         raise ApiError(429, f"quota: at most {settings.max_active_jobs_per_tenant} unfinished jobs per tenant",
                        headers={"Retry-After": "5"})
-    costs = lane_costs(problem, settings)
+    costs = lane_costs(problem, settings.qpu_price_per_task_usd, settings.qpu_price_per_shot_usd)
     plan = plan_lanes(problem, envelope.solver, principal.scopes, svc.lane_health.statuses(),
                       cost_tier=envelope.cost_tier, lane_cost_usd=costs,
                       standard_tier_max_usd=settings.standard_tier_max_usd)

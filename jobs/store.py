@@ -33,6 +33,10 @@ def active_key(tenant: str) -> str:
     return f"qgate:tenant:{tenant}:active"
 
 
+def calibration_key(digest: str) -> str:
+    return f"qgate:calibration:{digest}"
+
+
 def idempotency_key(tenant: str, key: str) -> str:
     """A Redis key per (tenant, client key) that no other pair can produce: both parts are hashed with a
     length prefix, so ``("acme:k2", "y")`` and ``("acme", "k2:y")`` land on different keys."""
@@ -86,23 +90,36 @@ class JobStore:
     def release_idempotency(self, tenant: str, key: str) -> None:
         self.redis.delete(idempotency_key(tenant, key))
 
-    def transition(self, job_id: str, change: Transition, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """Apply ``change(job, *args)`` under optimistic locking; raises model.Conflict or KeyError."""
+    def transition(self, job_id: str, change: Transition, *args: Any, calibration: dict[str, Any] | None = None,
+                   **kwargs: Any) -> dict[str, Any]:
+        """Apply ``change(job, *args)`` under optimistic locking (redis-py's ``transaction``: WATCH, read,
+        MULTI, write, retry on a concurrent change); raises model.Conflict or KeyError.
+
+        A QPU ``calibration`` snapshot is stored and audited in the same transaction, once per distinct
+        snapshot fleet-wide: a conclusion refused as stale records nothing.
+        """
         key = job_key(job_id)
-        with self.redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    pipe.watch(key)
-                    raw = pipe.get(key)
-                    if raw is None:
-                        raise KeyError(job_id)
-                    job, events = change(json.loads(raw), *args, **kwargs)
-                    pipe.multi()
-                    self._write(pipe, job, events)
-                    pipe.execute()
-                    return job
-                except redis.WatchError:
-                    continue
+        watches = [key] + ([calibration_key(calibration["sha256"])] if calibration else [])
+
+        def apply(pipe: Any) -> dict[str, Any]:
+            raw = pipe.get(key)
+            if raw is None:
+                raise KeyError(job_id)
+            job, events = change(json.loads(raw), *args, **kwargs)
+            new_snapshot = bool(calibration) and not pipe.exists(watches[-1])
+            pipe.multi()
+            if new_snapshot:
+                assert calibration is not None
+                pipe.set(watches[-1], _dumps(calibration))
+                events = [("calibration.recorded", {"snapshot": calibration}), *events]
+            self._write(pipe, job, events)
+            return job
+
+        return self.redis.transaction(apply, *watches, value_from_callable=True)
+
+    def forget_lease(self, job_id: str) -> None:
+        """Drop a lease whose job is gone (expired or deleted)."""
+        self.redis.zrem(LEASES, job_id)
 
     def _write(self, pipe: Any, job: dict[str, Any], events: list[Event]) -> None:
         job_id = job["job_id"]

@@ -1,4 +1,4 @@
-"""Cost estimates per lane, from the price table in the settings.
+"""Cost estimates per lane, from the qpu price table (plain values from the settings).
 
 Classical and simulator lanes run on the gateway's own workers and cost nothing per job; the qpu lane
 costs a price per task plus a price per shot (zero for the emulated device, which is the default).
@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from settings import LANES, Settings
+from solvers.registry import LANES
 
 
-def lane_costs(problem: Any, settings: Settings) -> dict[str, float]:
+def lane_costs(problem: Any, price_per_task_usd: float, price_per_shot_usd: float) -> dict[str, float]:
+    """Each lane's estimated price for ``problem``: the qpu lane's from its price table, zero elsewhere."""
     shots = getattr(problem, "shots", 0) or 0
-    qpu = settings.qpu_price_per_task_usd + settings.qpu_price_per_shot_usd * shots
+    qpu = price_per_task_usd + price_per_shot_usd * shots
     return {lane: (qpu if lane == "qpu" else 0.0) for lane in LANES}
 
 

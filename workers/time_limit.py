@@ -17,9 +17,7 @@ import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-
-class AttemptTimeLimit(Exception):
-    """The solver outlived its attempt's deadline."""
+from orchestrator.service import AttemptTimeLimit
 
 
 def _fire(signum: int, frame: Any) -> None:

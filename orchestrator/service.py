@@ -1,0 +1,398 @@
+"""The orchestration core: admitting a job, running an attempt, expiring leases, cancelling.
+
+Every edge is a thin adapter onto one call here: the Flask views translate HTTP into ``submit``,
+``job_of`` and ``cancel``; the Celery lane tasks into ``run_attempt``; the watchdog into
+``expire_leases``. The service takes its collaborators explicitly (the job store, lane health, an
+``Enqueuer``, a ``LaneRuntime`` on workers) and plain configuration values, and imports no edge: no
+Flask, no Celery, no settings module. Its refusals are exceptions that say what happened; each edge
+maps them to its own vocabulary (HTTP statuses, log lines).
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Protocol, TypeVar
+
+import redis
+
+from jobs import model
+from jobs.store import JobStore
+from routing import fallback
+from routing.estimates import job_cost_estimate, lane_costs
+from routing.plan import LaneStatus, PlanStep, plan_lanes
+from solvers.base import LaneLimits, SolverRefused
+from solvers.objective import loggable, score
+from solvers.problems import canonical_json, fingerprint, parse_problem
+from solvers.registry import choose_solver
+
+T = TypeVar("T")
+REDIS_PATIENCE_S = 30.0  # how long a task waits out Redis before its attempt is left to the watchdog
+ALARM_SLACK_S = 0.25  # solvers honour their own limit; the runtime's alarm is for one that does not
+
+
+# -- what the service needs from the outside --------------------------------------------------------
+
+class Enqueuer(Protocol):
+    """Puts a job's current attempt on its lane's queue (Celery's implementation lives in workers/)."""
+
+    def enqueue(self, job: dict[str, Any]) -> None: ...
+
+    def revoke(self, task_id: str) -> None: ...
+
+
+class LaneHealthSource(Protocol):
+    def statuses(self) -> Mapping[str, LaneStatus]: ...
+
+
+class Caller(Protocol):
+    """Who asks: an authenticated client (``api.tokens.Principal`` is one)."""
+
+    client_id: str
+    tenant: str
+    scopes: frozenset[str]
+
+
+class LaneRuntime(Protocol):
+    """What a lane worker provides to run attempts: its solvers and limits, a time limit around the
+    solver call, and the fault drills of QGATE_FAULTS."""
+
+    def solvers(self, lane: str) -> list[Any]: ...
+
+    def limits(self, lane: str) -> LaneLimits: ...
+
+    def time_limit(self, deadline: float) -> AbstractContextManager[None]: ...
+
+    def before_solve(self, lane: str) -> None: ...
+
+
+class AttemptTimeLimit(Exception):
+    """Raised by a runtime's time limit when the solver outlives its attempt's deadline."""
+
+
+class InjectedFault(Exception):
+    """A failure drawn from the fault drills, for tests and chaos runs."""
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Plain configuration values (the edges read them from settings)."""
+
+    lease_grace_ms: int = 2000
+    max_active_jobs_per_tenant: int = 1000
+    standard_tier_max_usd: float = 0.0
+    qpu_price_per_task_usd: float = 0.0
+    qpu_price_per_shot_usd: float = 0.0
+
+
+# -- refusals --------------------------------------------------------------------------------------
+
+class Refused(Exception):
+    """The service will not do what was asked; ``message`` is safe to show the caller."""
+
+    def __init__(self, message: str, *, reasons: list[dict[str, Any]] | None = None,
+                 retry_after_s: int | None = None) -> None:
+        super().__init__(message)
+        self.message, self.reasons, self.retry_after_s = message, reasons, retry_after_s
+
+
+class QuotaExceeded(Refused):
+    """Too many unfinished jobs for the tenant."""
+
+
+class NoLaneCanSolve(Refused):
+    """Every lane of the plan refused the problem (scope, kind, capacity, cost tier)."""
+
+
+class NoLaneAvailable(Refused):
+    """A lane could solve it, but none of those has a live worker now."""
+
+
+class IdempotencyConflict(Refused):
+    """The key was used with another request, or that request is still being admitted."""
+
+
+class JobNotFound(Refused):
+    """No such job for this tenant (another tenant's job is not found either)."""
+
+
+class JobAlreadyFinished(Refused):
+    """The job ended before the request could change it."""
+
+
+# -- what a submission is ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Submission:
+    """A validated solve request: the problem model, the options, the budget and its idempotency key."""
+
+    problem: Any
+    budget_ms: int
+    options: dict[str, Any]
+    idempotency_key: str | None = None
+    body: Any = None
+
+    @property
+    def solver(self) -> str:
+        return self.options.get("solver", "auto")
+
+    @property
+    def cost_tier(self) -> str:
+        return self.options.get("cost_tier", "standard")
+
+    def request_hash(self) -> str:
+        """What an idempotency key binds: the body as sent and the budget, in canonical JSON."""
+        import hashlib
+
+        return hashlib.sha256(canonical_json({"body": self.body, "budget_ms": self.budget_ms})).hexdigest()
+
+
+@dataclass
+class AttemptOutcome:
+    outcome: str
+    reason: str = ""
+    solver: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+    provenance: dict[str, Any] | None = None
+    calibration: dict[str, Any] | None = None
+
+
+@dataclass
+class JobService:
+    store: JobStore
+    enqueuer: Enqueuer
+    config: ServiceConfig = field(default_factory=ServiceConfig)
+    lanes: LaneHealthSource | None = None
+    log: Any = None
+
+    # -- admission ---------------------------------------------------------------------------------
+
+    def submit(self, caller: Caller, submission: Submission) -> tuple[dict[str, Any], bool]:
+        """Admit a job: plan its lanes, store it with its first attempt and events, enqueue it.
+
+        Returns the job and whether it is an earlier job replayed for the same idempotency key.
+        """
+        job_id = model.new_job_id()
+        key = submission.idempotency_key
+        if key:
+            existing = self._claim(caller.tenant, key, submission.request_hash(), job_id)
+            if existing is not None:
+                return existing, True
+        try:
+            return self._admit(job_id, caller, submission), False
+        except BaseException:
+            if key:
+                self.store.release_idempotency(caller.tenant, key)
+            raise
+
+    def _claim(self, tenant: str, key: str, request_hash: str, job_id: str) -> dict[str, Any] | None:
+        bound = self.store.claim_idempotency(tenant, key, request_hash, job_id)
+        if bound is None:
+            return None
+        bound_job, bound_hash = bound
+        if bound_hash != request_hash:
+            raise IdempotencyConflict("Idempotency-Key was already used with a different request")
+        job = self.store.get(bound_job) if model.is_job_id(bound_job) else None
+        if job is None:
+            raise IdempotencyConflict("Idempotency-Key is being used by a request still in progress; retry")
+        if job["tenant"] != tenant:
+            raise IdempotencyConflict("Idempotency-Key was already used with a different request")
+        return job
+
+    def plan(self, caller: Caller, submission: Submission) -> tuple[list[PlanStep], dict[str, float]]:
+        costs = lane_costs(submission.problem, self.config.qpu_price_per_task_usd,
+                           self.config.qpu_price_per_shot_usd)
+        statuses = self.lanes.statuses() if self.lanes is not None else {}
+        plan = plan_lanes(submission.problem, submission.solver, caller.scopes, statuses,
+                          cost_tier=submission.cost_tier, lane_cost_usd=costs,
+                          standard_tier_max_usd=self.config.standard_tier_max_usd)
+        return plan, costs
+
+    def _admit(self, job_id: str, caller: Caller, submission: Submission) -> dict[str, Any]:
+        limit = self.config.max_active_jobs_per_tenant
+        if self.store.active_count(caller.tenant) >= limit:
+            raise QuotaExceeded(f"quota: at most {limit} unfinished jobs per tenant", retry_after_s=5)
+        plan, costs = self.plan(caller, submission)
+        _require_runnable(plan)
+        problem = submission.problem
+        job, events = model.new_job(job_id=job_id, tenant=caller.tenant, client_id=caller.client_id,
+                                    kind=problem.kind, budget_ms=submission.budget_ms,
+                                    request=dict(submission.options), plan=[step.as_dict() for step in plan],
+                                    fingerprint=fingerprint(problem), cost_estimate=job_cost_estimate(plan, costs))
+        job, dispatched = fallback.start(job, self.config.lease_grace_ms)
+        self.store.create(job, problem.model_dump(mode="json", exclude_none=True), events + dispatched)
+        self._enqueue(job)
+        return job
+
+    def _enqueue(self, job: dict[str, Any]) -> None:
+        """Publish the job's current attempt. One that cannot be published is not lost: its lease is in
+        the watchdog's set, which concludes it when the lease runs out."""
+        try:
+            self.enqueuer.enqueue(job)
+        except Exception as exc:  # the broker is away (kombu's OperationalError and friends)
+            if self.log is not None:
+                self.log.error("enqueue_failed", job_id=job["job_id"], error=f"{type(exc).__name__}: {exc}")
+
+    # -- reading and cancelling -----------------------------------------------------------------------
+
+    def job_of(self, tenant: str, job_id: str) -> dict[str, Any]:
+        """The job if it belongs to ``tenant``; JobNotFound alike for missing and foreign jobs."""
+        job = self.store.get(job_id) if model.is_job_id(job_id) else None
+        if job is None or job["tenant"] != tenant:
+            raise JobNotFound("job not found")
+        return job
+
+    def cancel(self, tenant: str, job_id: str) -> dict[str, Any]:
+        current = self.job_of(tenant, job_id).get("current")
+        try:
+            job = self.store.transition(job_id, model.cancel)
+        except model.Conflict:
+            status = (self.store.get(job_id) or {}).get("status", "finished")
+            raise JobAlreadyFinished(f"job already {status}") from None
+        if current:
+            try:
+                self.enqueuer.revoke(current["task_id"])
+            except Exception:  # a queued copy is refused as stale anyway
+                pass
+        return job
+
+    # -- the watchdog ---------------------------------------------------------------------------------
+
+    def expire_leases(self, now: float | None = None) -> int:
+        """Conclude every expired lease once; returns how many jobs moved."""
+        now = time.time() if now is None else now
+        moved = 0
+        for job_id in self.store.due_leases(now):
+            try:
+                job = self.store.transition(job_id, fallback.expire_lease, self.config.lease_grace_ms, now=now)
+            except KeyError:
+                self.store.forget_lease(job_id)
+                continue
+            except model.Conflict:
+                continue
+            moved += 1
+            if self.log is not None:
+                self.log.warning("lease_expired", job_id=job_id, status=job["status"],
+                                 reason=job["attempts"][-1]["reason"])
+            self._enqueue(job)
+        return moved
+
+    # -- an attempt on a lane worker ------------------------------------------------------------------
+
+    def run_attempt(self, lane: str, job_id: str, attempt: int, worker: str, runtime: LaneRuntime) -> str:
+        """Run attempt ``attempt`` of ``job_id`` on ``lane``; returns its outcome (or ``stale``)."""
+        grace = self.config.lease_grace_ms
+        try:
+            job = _with_redis(lambda: self.store.transition(job_id, fallback.begin_attempt, attempt, worker, grace),
+                              time.time() + REDIS_PATIENCE_S, "start the attempt", self.log)
+        except (model.Conflict, KeyError) as exc:
+            self._info("attempt_stale", reason=str(exc))
+            return "stale"
+        current = job.get("current")
+        if not current or current["n"] != attempt:
+            self._info("attempt_expired_in_queue", reason=job["attempts"][-1]["reason"], status=job["status"])
+            self._enqueue(job)
+            return "timeout"
+        self._info("attempt_started", tenant=job["tenant"])
+        done = self._solve(lane, job_id, job, runtime)
+        try:
+            job = self._conclude(job_id, attempt, done, current["lease_until"])
+        except (model.Conflict, KeyError) as exc:
+            self._info("attempt_discarded", outcome=done.outcome, reason=str(exc))
+            return "stale"
+        self._info("attempt_finished", outcome=done.outcome, reason=done.reason, status=job["status"])
+        self._enqueue(job)
+        return done.outcome
+
+    def _conclude(self, job_id: str, attempt: int, done: AttemptOutcome, until: float) -> dict[str, Any]:
+        def conclude(outcome: AttemptOutcome) -> Callable[[], dict[str, Any]]:
+            return lambda: self.store.transition(
+                job_id, fallback.conclude_attempt, attempt, outcome.outcome, outcome.reason,
+                self.config.lease_grace_ms, solver=outcome.solver, result=outcome.result,
+                provenance=outcome.provenance, calibration=outcome.calibration)
+
+        try:
+            return _with_redis(conclude(done), until, "conclude the attempt", self.log)
+        except ValueError as exc:  # the answer holds what JSON cannot carry: the attempt failed, not the job
+            failed = AttemptOutcome("failed", f"the answer cannot be stored: {exc}"[:300], solver=done.solver)
+            return _with_redis(conclude(failed), until, "conclude the attempt", self.log)
+
+    def _solve(self, lane: str, job_id: str, job: dict[str, Any], runtime: LaneRuntime) -> AttemptOutcome:
+        solver_info = None
+        current = job["current"]
+        deadline = current["deadline"]
+        seed = job["request"].get("seed")
+        try:
+            data = _with_redis(lambda: self.store.problem(job_id), deadline, "read the problem", self.log)
+            problem = parse_problem(data)
+            with runtime.time_limit(deadline + ALARM_SLACK_S):
+                runtime.before_solve(lane)
+                solver, verdict = choose_solver(lane, problem, runtime.limits(lane), runtime.solvers(lane))
+                if solver is None:
+                    return AttemptOutcome("skipped", verdict.reason)
+                solver_info = {"lane": lane, "id": solver.id, "version": solver.version}
+                time_left = deadline - time.time() - fallback.MIN_RUN_S
+                if time_left <= 0:
+                    return AttemptOutcome("timeout", "the attempt's time limit was reached before its solver "
+                                                     "started", solver_info)
+                solution = solver.solve(problem, time_limit_s=time_left, seed=seed)
+            result = score(problem, solution.result)
+            details = loggable(solution.details)
+            calibration = loggable(solution.calibration) if solution.calibration else None
+            provenance = {"seed": details.get("seed", seed), "solver_details": details,
+                          "calibration": _calibration_reference(calibration)}
+            return AttemptOutcome("succeeded", "", solver_info, result, provenance, calibration)
+        except AttemptTimeLimit:
+            return AttemptOutcome("timeout", f"time limit of {current['limit_ms']} ms reached", solver_info)
+        except SolverRefused as exc:
+            return AttemptOutcome("skipped", str(exc), solver_info)
+        except TimeoutError as exc:
+            return AttemptOutcome("timeout", str(exc) or "the solver ran out of time", solver_info)
+        except InjectedFault as exc:
+            return AttemptOutcome("failed", str(exc), solver_info)
+        except Exception as exc:  # any solver error ends this attempt, never the job: the next lane takes over
+            if self.log is not None:
+                self.log.exception("attempt_error")
+            return AttemptOutcome("failed", f"{type(exc).__name__}: {exc}"[:500], solver_info)
+
+    def _info(self, event: str, **fields: Any) -> None:
+        if self.log is not None:
+            self.log.info(event, **fields)
+
+
+def _calibration_reference(snapshot: dict[str, Any] | None) -> dict[str, Any] | None:
+    """How a job names the device calibration it ran under: the snapshot itself is stored once."""
+    if not snapshot:
+        return None
+    return {"sha256": snapshot.get("sha256"), "backend": snapshot.get("backend"),
+            "last_update_date": snapshot.get("last_update_date")}
+
+
+def _require_runnable(plan: list[PlanStep]) -> None:
+    if any(step.action == "try" for step in plan):
+        return
+    reasons = [{"loc": ["plan", step.lane], "msg": step.reason} for step in plan]
+    if any(step.reason.startswith("health:") for step in plan):
+        raise NoLaneAvailable("no live worker can take this problem now", reasons=reasons, retry_after_s=5)
+    raise NoLaneCanSolve("no lane can solve this problem", reasons=reasons)
+
+
+def _with_redis(action: Callable[[], T], until: float, what: str, log: Any = None) -> T:
+    """Run ``action``, retrying while Redis is restarting, paused or failing over, until ``until``.
+
+    Past ``until`` the attempt's lease is over and the watchdog concludes it, so giving up then loses
+    nothing; raising earlier would end the task with an error while Redis is merely away.
+    """
+    delay = 0.1
+    while True:
+        try:
+            return action()
+        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+            if time.time() + delay >= until:
+                raise
+            if log is not None:
+                log.warning("redis_unavailable", doing=what, error=f"{type(exc).__name__}: {exc}",
+                            retry_in_s=delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
