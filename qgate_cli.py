@@ -10,7 +10,7 @@ from pathlib import Path
 
 def _clients_create(args: argparse.Namespace) -> int:
     from api.clients import ClientStore
-    from jobs.connection import get_redis
+    from workers.connections import get_redis
 
     try:
         client, secret = ClientStore(get_redis()).create(args.tenant, args.scopes.split())

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-LANES = ("qpu", "sim", "heuristic")
+from solvers.registry import LANES  # noqa: F401 (one definition of the lanes, re-exported)
 
 
 class SettingsError(ValueError):

@@ -13,8 +13,8 @@ import time
 from typing import Any
 
 from routing.plan import LaneStatus
-from settings import LANES
 from solvers.base import LaneLimits
+from solvers.registry import LANES
 
 
 def alive_key(lane: str) -> str:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from settings import LANES
 from solvers.base import LaneLimits
-from solvers.registry import static_verdict
+from solvers.registry import LANES, static_verdict
 
 
 @dataclass(frozen=True)

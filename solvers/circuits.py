@@ -15,7 +15,8 @@ import re
 from functools import lru_cache
 from typing import Any, Iterator, NamedTuple
 
-from solvers.problems import MAX_QASM_CHARS
+MAX_QASM_CHARS = 200_000
+
 
 MAX_QUBITS = 128  # the largest fake QPU device has 127 qubits; the sim lane allows 24
 MAX_CLBITS = 128

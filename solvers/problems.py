@@ -14,13 +14,13 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 from solvers.canonical import canonical_json as fast_canonical_json
+from solvers.circuits import MAX_QASM_CHARS
 
 MAX_NODES = 2000
 MAX_LOADS = 2000
 MAX_TRUCKS = 500
 MAX_QUBO_VARS = 4096
 MAX_QUBO_TERMS = 200_000
-MAX_QASM_CHARS = 200_000
 MAX_SHOTS = 100_000
 
 

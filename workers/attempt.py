@@ -12,7 +12,7 @@ from typing import Any
 
 import structlog
 
-from jobs.connection import get_redis
+from workers.connections import get_redis
 from jobs.store import JobStore
 from orchestrator.service import InjectedFault, JobService, ServiceConfig
 from settings import get_settings

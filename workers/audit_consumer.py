@@ -294,7 +294,7 @@ def run(redis: Any, settings: Settings, stop: threading.Event | None = None) -> 
 
 
 def main() -> None:
-    from jobs.connection import get_redis
+    from workers.connections import get_redis
     from settings import get_settings
     from telemetry.logging import configure_logging
 

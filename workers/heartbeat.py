@@ -18,7 +18,7 @@ import structlog
 from celery import signals
 
 from routing.health import beat, leave
-from jobs.connection import get_redis
+from workers.connections import get_redis
 from settings import LANES, get_settings
 
 log = structlog.get_logger("qgate.worker")
