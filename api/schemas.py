@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, field_validator
 
 from api.body import SAFE_INTEGER
 
@@ -35,7 +35,7 @@ class SolveRequest(BaseModel):
     strategy: Literal["fallback", "portfolio"] = "fallback"
     cost_tier: Literal["standard", "premium"] = "standard"
     callback_url: str | None = Field(default=None, max_length=2048)
-    seed: int | None = Field(default=None, ge=0, lt=2**32)
+    seed: StrictInt | None = Field(default=None, ge=0, lt=2**32)
     metadata: dict[MetadataKey, Any] = Field(default_factory=dict, max_length=MAX_METADATA_ITEMS)
 
     @field_validator("metadata")

@@ -11,7 +11,8 @@ import hashlib
 import math
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, StrictFloat, StrictInt, TypeAdapter, field_validator,
+                      model_validator)
 
 from solvers.canonical import canonical_json as fast_canonical_json
 from solvers.circuits import MAX_QASM_CHARS
@@ -55,14 +56,17 @@ def _check_matrix(rows: list[list[float]], n_rows: int, n_cols: int, name: str) 
 
 
 class _Strict(BaseModel):
+    """Numbers must be JSON numbers (StrictFloat takes an integer too): "5" and true are refused, not
+    coerced, so that what the gateway solves is what the client sent."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class _Routing(_Strict):
     """Shared by tsp and cvrp: a distance matrix or Euclidean coordinates, never both."""
 
-    distances: list[list[float]] | None = None
-    locations: list[tuple[float, float]] | None = None
+    distances: list[list[StrictFloat]] | None = None
+    locations: list[tuple[StrictFloat, StrictFloat]] | None = None
 
     @property
     def size(self) -> int:
@@ -103,12 +107,12 @@ class TspProblem(_Routing):
 
 class CvrpProblem(_Routing):
     kind: Literal["cvrp"]
-    demands: list[int]
-    vehicle_capacity: int = Field(gt=0)
-    num_vehicles: int = Field(gt=0, le=MAX_NODES)
-    time_windows: list[tuple[float, float]] | None = None
-    service_times: list[float] | None = None
-    durations: list[list[float]] | None = None
+    demands: list[StrictInt]
+    vehicle_capacity: StrictInt = Field(gt=0)
+    num_vehicles: StrictInt = Field(gt=0, le=MAX_NODES)
+    time_windows: list[tuple[StrictFloat, StrictFloat]] | None = None
+    service_times: list[StrictFloat] | None = None
+    durations: list[list[StrictFloat]] | None = None
 
     @property
     def has_time_windows(self) -> bool:
@@ -151,9 +155,9 @@ class CvrpProblem(_Routing):
 
 class AssignmentProblem(_Strict):
     kind: Literal["assignment"]
-    costs: list[list[float]]
-    weights: list[float]
-    capacities: list[float]
+    costs: list[list[StrictFloat]]
+    weights: list[StrictFloat]
+    capacities: list[StrictFloat]
 
     @model_validator(mode="after")
     def _shapes(self) -> "AssignmentProblem":
@@ -174,8 +178,8 @@ class AssignmentProblem(_Strict):
 
 class QuboProblem(_Strict):
     kind: Literal["qubo"]
-    n: int = Field(ge=1, le=MAX_QUBO_VARS)
-    terms: list[tuple[int, int, float]] = Field(max_length=MAX_QUBO_TERMS)
+    n: StrictInt = Field(ge=1, le=MAX_QUBO_VARS)
+    terms: list[tuple[StrictInt, StrictInt, StrictFloat]] = Field(max_length=MAX_QUBO_TERMS)
 
     @model_validator(mode="after")
     def _indices(self) -> "QuboProblem":
@@ -191,7 +195,7 @@ class QuboProblem(_Strict):
 class CircuitProblem(_Strict):
     kind: Literal["circuit"]
     qasm: str = Field(min_length=1, max_length=MAX_QASM_CHARS)
-    shots: int = Field(default=1024, ge=1, le=MAX_SHOTS)
+    shots: StrictInt = Field(default=1024, ge=1, le=MAX_SHOTS)
 
     @field_validator("qasm")
     @classmethod

@@ -76,3 +76,23 @@ def test_fingerprint_ignores_key_order_and_spelling_of_numbers() -> None:
     c = parse_problem({"kind": "tsp", "distances": [[0, 2], [2, 0]]})
     assert fingerprint(a) == fingerprint(b) != fingerprint(c)
     assert fingerprint(a).startswith("sha256:")
+
+
+@pytest.mark.parametrize("problem", [
+    {"kind": "qubo", "n": "3", "terms": [[0, 0, 1.5]]},
+    {"kind": "qubo", "n": 3, "terms": [[0, 0, "1.5"]]},
+    {"kind": "qubo", "n": 3.0, "terms": [[0, 0, 1.5]]},
+    {"kind": "qubo", "n": 3, "terms": [[0, True, 1.5]]},
+    {"kind": "tsp", "locations": [[0, 0], [1, True]]},
+    {"kind": "tsp", "distances": [[0, "1"], [1, 0]]},
+    {"kind": "cvrp", "locations": [[0, 0], [1, 1]], "demands": [0, 1], "vehicle_capacity": "5", "num_vehicles": 1},
+    {"kind": "cvrp", "locations": [[0, 0], [1, 1]], "demands": [0, 1.0], "vehicle_capacity": 5, "num_vehicles": 1},
+    {"kind": "assignment", "costs": [[1, "2"]], "weights": [1], "capacities": [1, 1]},
+    {"kind": "circuit", "qasm": 'OPENQASM 2.0; include "qelib1.inc"; qreg q[1]; creg c[1]; measure q -> c;',
+     "shots": "10"},
+])
+def test_numbers_must_be_json_numbers_not_text_or_booleans(problem: dict) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        parse_problem(problem)
