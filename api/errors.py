@@ -46,6 +46,17 @@ def _respond(status: int, message: str, headers: dict[str, str] | None = None, *
     return response
 
 
+HTTP_MESSAGES = {400: "bad request", 404: "not found", 405: "method not allowed", 413: "request body too large"}
+_BODY_HEADERS = frozenset({"content-type", "content-length"})
+
+
+def _http_headers(exc: HTTPException) -> dict[str, str]:
+    """The headers werkzeug gives ``exc`` (``Allow`` on a 405, ``Retry-After``, ``WWW-Authenticate``...),
+    without those that describe its HTML body, which the JSON body replaces."""
+    pairs = exc.response.headers.items() if exc.response is not None else exc.get_headers()
+    return {name: value for name, value in pairs if name.lower() not in _BODY_HEADERS}
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Any:
@@ -58,9 +69,8 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Any:
-        messages = {404: "not found", 405: "method not allowed", 413: "request body too large",
-                    400: "bad request"}
-        return _respond(exc.code or 500, messages.get(exc.code or 500, exc.name.lower()))
+        status = exc.code or (exc.response.status_code if exc.response is not None else 500)
+        return _respond(status, HTTP_MESSAGES.get(status, exc.name.lower()), _http_headers(exc))
 
     @app.errorhandler(redis.ConnectionError)
     @app.errorhandler(redis.TimeoutError)

@@ -17,6 +17,7 @@ from settings import LANES
 
 COUNTERS = "qgate:metrics:counters"
 SEP = "|"
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def count_events(pipe: Any, events: Iterable[tuple[str, dict[str, Any]]]) -> None:
@@ -34,7 +35,14 @@ def count_events(pipe: Any, events: Iterable[tuple[str, dict[str, Any]]]) -> Non
 
 
 def count_request(client: Any, method: str, route: str, status: int) -> None:
-    client.hincrby(COUNTERS, SEP.join(("requests", method, route, str(status))), 1)
+    """Count one answered request; ``route`` is the matched rule, or ``unmatched``, never the raw path.
+
+    Any token is a valid HTTP method, so a client could add a series per request (``PROPFIND``,
+    ``FOO``...) and grow the hash and every scrape without bound: methods outside KNOWN_METHODS count
+    as ``other``.
+    """
+    label = method if method in KNOWN_METHODS else "other"
+    client.hincrby(COUNTERS, SEP.join(("requests", label, route, str(status))), 1)
 
 
 class RedisCollector(Collector):

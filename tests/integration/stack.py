@@ -135,8 +135,8 @@ class Stack:
         return {**self.env, **(extra or {})}
 
     def start_web(self) -> None:
-        argv = [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{self.http_port}", "--worker-class", "gthread",
-                "--workers", "2", "--threads", "16", "wsgi:app"]
+        argv = [str(BIN / "gunicorn"), "--config", str(ROOT / "gunicorn.conf.py"), "--bind",
+                f"127.0.0.1:{self.http_port}", "--workers", "2", "--threads", "16", "wsgi:app"]
         self.web = Process("web", argv, self._env(None), self.logs)
         wait_for(self._web_answers, 60, "gunicorn")
 
