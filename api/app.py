@@ -15,6 +15,7 @@ from werkzeug.wsgi import get_input_stream
 from api import audit, auth, jobs, ops, solve
 from api.errors import ApiError, register_error_handlers
 from api.services import build_services
+from orchestrator.service import Enqueuer
 from settings import Settings, get_settings
 from telemetry.logging import configure_logging, get_logger
 from telemetry.metrics import count_request
@@ -25,14 +26,16 @@ log = get_logger("qgate.http")
 CACHEABLE_PATHS = frozenset({"/openapi.json", "/.well-known/jwks.json"})
 
 
-def create_app(settings: Settings | None = None) -> Flask:
+def create_app(settings: Settings | None = None, enqueuer: Enqueuer | None = None) -> Flask:
+    """The ingress app. ``enqueuer`` publishes attempts to the lane queues (wsgi.py passes Celery's);
+    the api package itself never loads Celery or the workers."""
     settings = settings or get_settings()
     configure_logging()
     app = Flask("qgate")
     app.request_class = BoundedRequest
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
-    app.extensions["qgate"] = build_services(settings)
+    app.extensions["qgate"] = build_services(settings, enqueuer)
     for blueprint in (auth.bp, solve.bp, jobs.bp, audit.bp, ops.bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)

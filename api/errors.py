@@ -61,7 +61,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Any:
         if exc.body is not None:
-            response = jsonify({"error": exc.message, **exc.body})
+            response = jsonify({**exc.body, "error": exc.message})
             response.status_code = exc.status
             response.headers.update(exc.headers or {})
             return response

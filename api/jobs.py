@@ -8,19 +8,20 @@ import structlog
 from flask import Blueprint, g, jsonify
 
 from api.auth import require
-from api.errors import ApiError
+from api.refusals import as_api_error
 from api.services import services
 from jobs import model
-from workers.dispatch import revoke_attempt
+from orchestrator.service import Refused
 
 bp = Blueprint("jobs", __name__)
 
 
 def own_job(job_id: str) -> dict[str, Any]:
     """The job if it belongs to the caller's tenant; 404 alike for missing and foreign jobs."""
-    job = services().jobs.get(job_id) if model.is_job_id(job_id) else None
-    if job is None or job["tenant"] != g.principal.tenant:
-        raise ApiError(404, "job not found")
+    try:
+        job = services().job_service.job_of(g.principal.tenant, job_id)
+    except Refused as exc:
+        raise as_api_error(exc) from None
     structlog.contextvars.bind_contextvars(job_id=job_id)
     return job
 
@@ -34,12 +35,8 @@ def get_job(job_id: str) -> Any:
 @bp.delete("/api/v1/jobs/<job_id>")
 @require("quantum:solve")
 def cancel_job(job_id: str) -> Any:
-    job = own_job(job_id)
-    current = job.get("current")
     try:
-        job = services().jobs.transition(job_id, model.cancel)
-    except model.Conflict:
-        raise ApiError(409, f"job already {services().jobs.get(job_id)['status']}") from None
-    if current:
-        revoke_attempt(current["task_id"])
+        job = services().job_service.cancel(g.principal.tenant, job_id)
+    except Refused as exc:
+        raise as_api_error(exc) from None
     return jsonify(model.public_view(job))

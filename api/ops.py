@@ -10,7 +10,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from api.openapi import openapi_document
 from api.services import services
-from routing.health import lane_statuses
+from routing.health import lane_statuses, live_workers
 from telemetry.metrics import RedisCollector
 
 bp = Blueprint("ops", __name__)
@@ -37,7 +37,7 @@ def readyz() -> Any:
 @bp.get("/metrics")
 def metrics() -> Any:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(RedisCollector(services().redis))
+    registry.register(RedisCollector(services().redis, live_workers))
     return Response(generate_latest(registry), mimetype="text/plain; version=0.0.4")
 
 

@@ -12,8 +12,21 @@ from api.keys import SigningKey, load_signing_key
 from api.tokens import ExternalIssuer, TokenVerifier, jwks_of
 from jobs.connection import connect
 from jobs.store import JobStore
+from orchestrator.service import Enqueuer, JobService, ServiceConfig
 from routing.health import LaneHealth
 from settings import Settings
+from telemetry.logging import get_logger
+
+
+class MissingEnqueuer:
+    """Stands in when an app is built without a broker (tests of the HTTP surface): publishing fails,
+    and the orchestrator leaves the attempt to its lease."""
+
+    def enqueue(self, job: dict) -> None:
+        raise RuntimeError("this app was built without an enqueuer")
+
+    def revoke(self, task_id: str) -> None:
+        pass
 
 
 @dataclass
@@ -21,6 +34,7 @@ class Services:
     settings: Settings
     redis: redis.Redis
     blocking_redis: redis.Redis
+    enqueuer: Enqueuer
 
     @cached_property
     def signing_key(self) -> SigningKey:
@@ -46,10 +60,21 @@ class Services:
     def jobs(self) -> JobStore:
         return JobStore(self.redis, self.settings.job_ttl_s)
 
+    @cached_property
+    def job_service(self) -> JobService:
+        settings = self.settings
+        config = ServiceConfig(lease_grace_ms=settings.lease_grace_ms,
+                               max_active_jobs_per_tenant=settings.max_active_jobs_per_tenant,
+                               standard_tier_max_usd=settings.standard_tier_max_usd,
+                               qpu_price_per_task_usd=settings.qpu_price_per_task_usd,
+                               qpu_price_per_shot_usd=settings.qpu_price_per_shot_usd)
+        return JobService(self.jobs, self.enqueuer, config, self.lane_health, get_logger("qgate.api"))
+
 
 def services() -> Services:
     return current_app.extensions["qgate"]
 
 
-def build_services(settings: Settings) -> Services:
-    return Services(settings, connect(settings.redis_url), connect(settings.redis_url, blocking=True))
+def build_services(settings: Settings, enqueuer: Enqueuer | None = None) -> Services:
+    return Services(settings, connect(settings.redis_url), connect(settings.redis_url, blocking=True),
+                    enqueuer or MissingEnqueuer())

@@ -1,9 +1,7 @@
-"""POST /api/v1/quantum/solve: authenticate, validate, plan, enqueue, answer."""
+"""POST /api/v1/quantum/solve: HTTP in (token, body, headers), one ``JobService.submit``, HTTP out."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import time
 from typing import Any
@@ -15,14 +13,12 @@ from pydantic import ValidationError
 from api.auth import enforce_rate_limit, require
 from api.body import BodyError, Busy, heavy_body_slot, parse_json_body
 from api.errors import ApiError, unprocessable
+from api.refusals import as_api_error
 from api.schemas import SolveRequest
 from api.services import services
 from jobs import model
-from routing import fallback
-from routing.estimates import lane_costs, job_cost_estimate
-from routing.plan import plan_lanes
-from solvers.problems import fingerprint, parse_problem
-from workers.dispatch import enqueue_current
+from orchestrator.service import Refused, Submission
+from solvers.problems import parse_problem
 
 bp = Blueprint("solve", __name__)
 BUDGET_HEADER = "X-Latency-Budget-Ms"
@@ -82,78 +78,25 @@ def _solve() -> Any:
     except ValidationError as exc:
         raise unprocessable(exc, ("problem",)) from None
     _check_lane_scopes(envelope, principal.scopes)
-    svc = services()
-    store, settings = svc.jobs, svc.settings
-    job_id = model.new_job_id()
-    idempotency_key = request.headers.get("Idempotency-Key")
-    if idempotency_key:
-        existing = _claim_idempotency(idempotency_key, body, budget_ms, job_id)
-        if existing is not None:
-            return _answer(existing, budget_ms)
+    submission = Submission(problem, budget_ms, envelope.model_dump(exclude={"problem"}),
+                            idempotency_key=_idempotency_key(), body=body)
     try:
-        return _accept(job_id, problem, envelope, budget_ms)
-    except BaseException:
-        if idempotency_key:
-            store.release_idempotency(principal.tenant, idempotency_key)
-        raise
-
-
-def _claim_idempotency(key: str, body: dict[str, Any], budget_ms: int, job_id: str) -> dict[str, Any] | None:
-    if len(key) > 200:
-        raise ApiError(422, "invalid request", errors=[{"loc": ["header", "Idempotency-Key"],
-                                                         "msg": "at most 200 characters"}])
-    tenant = g.principal.tenant
-    canonical = json.dumps({"body": body, "budget_ms": budget_ms}, sort_keys=True, separators=(",", ":"))
-    body_hash = hashlib.sha256(canonical.encode()).hexdigest()
-    bound = services().jobs.claim_idempotency(tenant, key, body_hash, job_id)
-    if bound is None:
-        return None
-    bound_job, bound_hash = bound
-    if bound_hash != body_hash:
-        raise ApiError(409, "Idempotency-Key was already used with a different request")
-    job = services().jobs.get(bound_job) if model.is_job_id(bound_job) else None
-    if job is None:
-        raise ApiError(409, "Idempotency-Key is being used by a request still in progress; retry")
-    if job["tenant"] != tenant:
-        raise ApiError(409, "Idempotency-Key was already used with a different request")
-    return job
-
-
-def _accept(job_id: str, problem: Any, envelope: SolveRequest, budget_ms: int) -> Any:
-    principal = g.principal
-    svc = services()
-    store, settings = svc.jobs, svc.settings
-    if store.active_count(principal.tenant) >= settings.max_active_jobs_per_tenant:
-        raise ApiError(429, f"quota: at most {settings.max_active_jobs_per_tenant} unfinished jobs per tenant",
-                       headers={"Retry-After": "5"})
-    costs = lane_costs(problem, settings.qpu_price_per_task_usd, settings.qpu_price_per_shot_usd)
-    plan = plan_lanes(problem, envelope.solver, principal.scopes, svc.lane_health.statuses(),
-                      cost_tier=envelope.cost_tier, lane_cost_usd=costs,
-                      standard_tier_max_usd=settings.standard_tier_max_usd)
-    _require_runnable(plan)
-    request_options = envelope.model_dump(exclude={"problem"})
-    problem_data = problem.model_dump(mode="json", exclude_none=True)
-    job, events = model.new_job(job_id=job_id, tenant=principal.tenant, client_id=principal.client_id,
-                                kind=problem.kind, budget_ms=budget_ms, request=request_options,
-                                plan=[step.as_dict() for step in plan], fingerprint=fingerprint(problem),
-                                cost_estimate=job_cost_estimate(plan, costs))
-    job, dispatched = fallback.start(job, settings.lease_grace_ms)
-    store.create(job, problem_data, events + dispatched)
-    structlog.contextvars.bind_contextvars(job_id=job_id)
-    structlog.get_logger("qgate.api").info("job_accepted", kind=problem.kind, budget_ms=budget_ms,
-                                           lanes=[s.lane for s in plan if s.action == "try"])
-    enqueue_current(job)
+        job, replayed = services().job_service.submit(principal, submission)
+    except Refused as exc:
+        raise as_api_error(exc) from None
+    structlog.contextvars.bind_contextvars(job_id=job["job_id"])
+    if not replayed:
+        structlog.get_logger("qgate.api").info("job_accepted", kind=problem.kind, budget_ms=budget_ms,
+                                               lanes=[s["lane"] for s in job["plan"] if s["action"] == "try"])
     return _answer(job, budget_ms)
 
 
-def _require_runnable(plan: list[Any]) -> None:
-    if any(step.action == "try" for step in plan):
-        return
-    reasons = [{"loc": ["plan", step.lane], "msg": step.reason} for step in plan]
-    if any(step.reason.startswith("health:") for step in plan):
-        raise ApiError(503, "no live worker can take this problem now", errors=reasons,
-                       headers={"Retry-After": "5"})
-    raise ApiError(422, "no lane can solve this problem", errors=reasons)
+def _idempotency_key() -> str | None:
+    key = request.headers.get("Idempotency-Key") or None
+    if key is not None and len(key) > 200:
+        raise ApiError(422, "invalid request", errors=[{"loc": ["header", "Idempotency-Key"],
+                                                         "msg": "at most 200 characters"}])
+    return key
 
 
 def _answer(job: dict[str, Any], budget_ms: int) -> Any:

@@ -29,6 +29,15 @@ from api.keys import ALGORITHM, SigningKey
 ALLOWED_ALGORITHMS = frozenset({"ES256", "ES384", "RS256", "PS256", "EdDSA"})
 SCOPES = frozenset({"quantum:solve", "solver:qpu", "solver:sim", "solver:heuristic", "tier:premium",
                     "audit:read", "audit:admin", "ops:read"})
+# An operator scope implies the tenant scope of the same area: an auditor of every tenant can read its own.
+IMPLIED_SCOPES = {"audit:admin": frozenset({"audit:read"})}
+
+
+def with_implied(scopes: frozenset[str]) -> frozenset[str]:
+    """The scopes a token grants, with those its scopes imply."""
+    return scopes.union(*(IMPLIED_SCOPES.get(scope, frozenset()) for scope in scopes))
+
+
 REQUIRED_CLAIMS = ("exp", "iat", "iss", "aud", "sub", "tenant", "scope")
 # A tenant names Redis keys (qgate:rate:<tenant>:..., the active-job set): no ':', no glob characters,
 # no whitespace, no path segments. Anchored with \Z: '$' would also match before a final newline.
@@ -135,7 +144,7 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
     scope = claims["scope"]
     if not isinstance(scope, str) or len(scope) > MAX_SCOPE_CHARS:
         raise TokenError("invalid scope claim")
-    return Principal(claims["sub"], claims["tenant"], frozenset(scope.split()) & SCOPES)
+    return Principal(claims["sub"], claims["tenant"], with_implied(frozenset(scope.split()) & SCOPES))
 
 
 class TokenVerifier:

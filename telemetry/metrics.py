@@ -7,13 +7,11 @@ in one Redis hash that every process increments inside the same MULTI as the sta
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from routing.health import live_workers
-from settings import LANES
 
 COUNTERS = "qgate:metrics:counters"
 SEP = "|"
@@ -48,8 +46,8 @@ def count_request(client: Any, method: str, route: str, status: int) -> None:
 class RedisCollector(Collector):
     """Reads the shared counters, queue depths and live workers at scrape time."""
 
-    def __init__(self, client: Any) -> None:
-        self.client = client
+    def __init__(self, client: Any, live_workers: Callable[[Any], Mapping[str, list[str]]]) -> None:
+        self.client, self.live_workers = client, live_workers
 
     def collect(self) -> Iterator[Any]:
         counters = self.client.hgetall(COUNTERS)
@@ -75,8 +73,8 @@ class RedisCollector(Collector):
         yield from families.values()
         depth = GaugeMetricFamily("qgate_queue_depth", "Messages waiting on each lane queue", labels=["lane"])
         workers = GaugeMetricFamily("qgate_lane_workers", "Live workers per lane", labels=["lane"])
-        live = live_workers(self.client)
-        for lane in LANES:
+        live = self.live_workers(self.client)
+        for lane in live:
             depth.add_metric([lane], float(self.client.llen(lane)))
             workers.add_metric([lane], float(len(live[lane])))
         yield depth

@@ -56,5 +56,5 @@ def test_quarantined_events_are_a_prometheus_counter() -> None:
     client = fakeredis.FakeRedis(decode_responses=True)
     client.hincrby(COUNTERS, "audit_quarantined", 3)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(RedisCollector(client))
+    registry.register(RedisCollector(client, lambda _: {"qpu": [], "sim": [], "heuristic": []}))
     assert "qgate_audit_quarantined_total 3.0" in generate_latest(registry).decode()

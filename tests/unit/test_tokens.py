@@ -153,3 +153,11 @@ def test_unreachable_external_jwks_is_a_token_error(key) -> None:
                              external=ExternalIssuer("https://idp.example", "http://127.0.0.1:9/jwks.json", 1))
     with pytest.raises(TokenError, match="cannot be fetched"):
         verifier.verify(token)
+
+
+def test_the_operator_audit_scope_implies_the_tenant_one() -> None:
+    from api.tokens import with_implied
+
+    assert with_implied(frozenset({"audit:admin"})) == {"audit:admin", "audit:read"}
+    assert with_implied(frozenset({"audit:read"})) == {"audit:read"}
+    assert with_implied(frozenset({"quantum:solve"})) == {"quantum:solve"}
