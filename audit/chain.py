@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from audit.entry import GENESIS, decode_line, encode_line, make_entry
+from audit.entry import GENESIS, decode_line, seal_entry
 from audit.index import LineIndex, read_line
 from audit.merkle import MerkleStore, leaf_hash
 
@@ -179,15 +179,12 @@ class AuditChain:
         try:
             if not isinstance(event, dict):
                 raise ValueError(f"an event must be a JSON object, not {type(event).__name__}")
-            entry = make_entry(head.next_seq, head.hash, event, event_id, self.signer)
-            line = encode_line(entry)
-            if decode_line(line) != entry:
-                raise ValueError("the entry does not read back as written")
-            return entry, line
+            # the line is guaranteed to read back as the entry, and so to verify (see seal_entry)
+            return seal_entry(head.next_seq, head.hash, event, event_id, self.signer)
         except (ValueError, TypeError, RecursionError) as exc:
             reason = f"{type(exc).__name__}: {exc}".encode("ascii", "backslashreplace").decode()[:300]
-            entry = make_entry(head.next_seq, head.hash, quarantine(event_id, event, reason), event_id, self.signer)
-            return entry, encode_line(entry)
+            return seal_entry(head.next_seq, head.hash, quarantine(event_id, event, reason), event_id, self.signer,
+                              readback=False)
 
     def append_batch(self, events: Iterable[tuple[str, Any]], quarantine: Quarantine = _refuse) -> list[dict[str, Any]]:
         """Seal and durably write ``(event_id, event)`` pairs in order; return the entries written.

@@ -9,6 +9,7 @@ import struct
 import pytest
 import rfc8785
 
+import audit.canonical
 from solvers.canonical import canonical_json
 
 EDGE_FLOATS = [0.0, -0.0, 1.0, -1.0, 0.1, 0.5, 1e-4, 9.999999999999999e-5, 1e-7, 1e-6, 1.5e-6, 123.456, 1e15,
@@ -59,3 +60,9 @@ def test_structures_match_the_reference_or_raise_alike(data: object) -> None:
 def test_what_the_reference_refuses_is_refused(value: object) -> None:
     with pytest.raises(rfc8785.CanonicalizationError):
         canonical_json({"v": [value]})
+
+
+def test_problems_and_the_audit_log_share_one_implementation() -> None:
+    """One canonical form: the fingerprints' and the audit log's (proven against rfc8785 in
+    test_audit_canonical.py over generated entries)."""
+    assert canonical_json is audit.canonical.canonical_json
