@@ -31,6 +31,7 @@ bench: install
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 	$(BIN)/python -m bench.audit $(BENCH_AUDIT_ARGS)
 	$(BIN)/python -m bench.solvers $(BENCH_SOLVERS_ARGS)
+	$(BIN)/python -m bench.milp $(BENCH_MILP_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

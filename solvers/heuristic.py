@@ -1,17 +1,14 @@
 """The heuristic lane: classical solvers for routing, assignment and QUBOs.
 
-PyVRP, PuLP, dwave-samplers and numpy are imported inside ``solve`` only, so constructing these solvers
-and calling ``can_solve`` stays cheap for the planner.
+PyVRP, HiGHS (``highspy``, through `solvers.milp`), dwave-samplers and numpy are imported inside ``solve``
+only, so constructing these solvers and calling ``can_solve`` stays cheap for the planner.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import re
-import tempfile
 import time
-from typing import Any
+from typing import Any, Callable
 
 from solvers.base import LaneLimits, NoFeasibleSolution, Solution, SolverRefused, Verdict
 from solvers.capability import (
@@ -21,6 +18,7 @@ from solvers.capability import (
     check_tsp_milp,
     package_version,
 )
+from solvers.milp import INFEASIBLE, Milp, highs_seed, highs_version, solve_milp
 from solvers.problems import AssignmentProblem, CvrpProblem, QuboProblem
 
 LANE = "heuristic"
@@ -31,7 +29,7 @@ LANE = "heuristic"
 # PyVRP calls on time is also on time in the original floats.
 SCALE = 1000
 DEFAULT_SEED = 0
-TIME_SHARE = 0.85  # the MILP and annealing searches: CBC and sampler start-up vary more
+TIME_SHARE = 0.85  # the annealing search: the sampler's start-up varies more
 MARGIN_SHARE, MARGIN_MAX_S = 0.15, 0.25
 MIN_SEARCH_S = 0.05
 
@@ -203,7 +201,7 @@ def stall_iterations(size: int) -> int | None:
 
 
 def _assignment_precheck(problem: AssignmentProblem) -> None:
-    """Obvious infeasibility, reported without starting CBC."""
+    """Obvious infeasibility, reported without starting HiGHS."""
     biggest = max(problem.capacities)
     for load, weight in enumerate(problem.weights):
         if weight > biggest:
@@ -214,10 +212,17 @@ def _assignment_precheck(problem: AssignmentProblem) -> None:
                                  f"{sum(problem.capacities):g}")
 
 
-class CbcAssignment:
-    """Load-to-truck assignment as a binary program solved by CBC (bundled with PuLP).
+class HighsAssignment:
+    """Load-to-truck assignment as a binary program solved by HiGHS, in-process (`solvers.milp`).
 
-    CBC is deterministic for a given model, so the seed is recorded but not needed for reproducibility.
+    HiGHS runs on one thread with its random seed taken from the request's (``None`` means 0), so the
+    same problem, seed and HiGHS version give the same answer unless the clock stops the search. A run
+    stopped by the clock (or by ``should_stop``) with an incumbent returns it flagged ``optimal: false``
+    with HiGHS's relative ``gap`` and ``lower_bound``; without one it raises `NoFeasibleSolution` (clock)
+    or `solvers.milp.MilpCancelled` (``should_stop``).
+
+    The id stays ``pulp-cbc`` from the CBC days, since callers (and tests/unit/test_solvers.py) look the
+    solver up by it; ``version`` and the details' ``solver``/``solver_version`` name HiGHS.
     """
 
     lane = LANE
@@ -225,51 +230,47 @@ class CbcAssignment:
     kinds = frozenset({"assignment"})
 
     def __init__(self) -> None:
-        self.version = package_version("PuLP")
+        self.version = highs_version()
 
     def can_solve(self, problem: Any, limits: LaneLimits) -> Verdict:
         if problem.kind not in self.kinds:
             return Verdict.no(f"unsupported: {self.id} does not solve '{problem.kind}'")
         return Verdict.yes()
 
-    def solve(self, problem: Any, *, time_limit_s: float, seed: int | None) -> Solution:
-        import pulp
-
+    def solve(self, problem: Any, *, time_limit_s: float, seed: int | None,
+              should_stop: Callable[[], bool] | None = None) -> Solution:
+        """``should_stop`` (e.g. a `threading.Event`'s ``is_set``) is polled while HiGHS searches; once it
+        returns true the search ends at HiGHS's next poll (see `solvers.milp.solve_milp`)."""
         started = time.perf_counter()
         _assignment_precheck(problem)
         model, x = self._model(problem)
         budget = _budget(time_limit_s, time.perf_counter() - started)
-        model.solve(pulp.PULP_CBC_CMD(msg=False, timeLimit=budget, threads=1))
-        status = pulp.LpStatus[model.status]
-        if model.sol_status not in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
-            if model.status == pulp.LpStatusInfeasible:
-                raise NoFeasibleSolution("infeasible: no assignment respects every truck's capacity")
-            raise NoFeasibleSolution(f"no feasible assignment found within {budget:.2f} s (CBC: {status})")
-        assignment = [next(t for t, var in enumerate(row) if (var.value() or 0) > 0.5) for row in x]
-        details = {
-            "optimal": model.sol_status == pulp.LpSolutionOptimal,
-            "status": status,
-            "seed": seed,
-            "runtime_s": round(time.perf_counter() - started, 4),
-        }
+        run = solve_milp(model, time_limit_s=budget, seed=seed, should_stop=should_stop)
+        if run.stop == INFEASIBLE:
+            raise NoFeasibleSolution("infeasible: no assignment respects every truck's capacity")
+        if run.x is None:
+            raise NoFeasibleSolution(f"no feasible assignment found within {budget:.2f} s (HiGHS: {run.status})")
+        values = run.x
+        assignment = [max(range(len(row)), key=lambda t: values[row[t]]) for row in x]
+        details = {**run.details(), "seed": highs_seed(seed), "search_budget_s": round(budget, 4),
+                   "runtime_s": round(time.perf_counter() - started, 4)}
         return Solution(result={"assignment": assignment}, details=details)
 
     @staticmethod
-    def _model(problem: AssignmentProblem) -> tuple[Any, list[list[Any]]]:
-        import pulp
-
+    def _model(problem: AssignmentProblem) -> tuple[Milp, list[list[int]]]:
+        """``x[l][t]`` = 1 when load l rides truck t: each load on exactly one truck, capacities kept."""
         loads, trucks = range(len(problem.costs)), range(len(problem.capacities))
-        model = pulp.LpProblem("assignment", pulp.LpMinimize)
-        # PuLP ≥ 3.3 creates variables on the model (the PuLP 4 way); older versions only have LpVariable
-        new_var = getattr(model, "add_variable", None) or pulp.LpVariable
-        x = [[new_var(f"x_{l}_{t}", cat=pulp.LpBinary) for t in trucks] for l in loads]
-        model += pulp.lpSum(problem.costs[l][t] * x[l][t] for l in loads for t in trucks)
+        model = Milp()
+        x = [[model.add_binary(problem.costs[l][t]) for t in trucks] for l in loads]
         for l in loads:
-            model += pulp.lpSum(x[l]) == 1, f"load_{l}"
+            model.add_row({x[l][t]: 1.0 for t in trucks}, 1.0, 1.0)
         for t in trucks:
-            model += pulp.lpSum(problem.weights[l] * x[l][t] for l in loads) <= problem.capacities[t], \
-                f"truck_{t}"
+            model.add_row({x[l][t]: problem.weights[l] for l in loads}, upper=problem.capacities[t])
         return model, x
+
+
+# The registry (and older callers) know the assignment solver by this name.
+CbcAssignment = HighsAssignment
 
 
 class ExactQubo:
@@ -325,9 +326,9 @@ class ExactQubo:
 
 # --- exact TSP by MILP ---------------------------------------------------------------------------
 
-# Below this search budget CBC cannot even load the model; the local-search tour is returned instead.
-MILP_MIN_CBC_S = 0.1
-_CBC_LOG_NUMBER = r"\s*:?\s*(-?[0-9.eE+]+|inf|-inf)"
+# Below this search budget HiGHS is not started and the local-search tour is returned as it is: building
+# and loading a 16-node model takes a few milliseconds here, leaving HiGHS no time to improve on the tour.
+MILP_MIN_SEARCH_S = 0.02
 
 
 def _tour_cost(d: list[list[float]], tour: list[int]) -> float:
@@ -339,7 +340,7 @@ def _local_search_tour(d: list[list[float]]) -> list[int]:
 
     Every move is scored by recomputing the whole tour's cost, which keeps it right for asymmetric
     distances (a reversal changes the direction of every edge inside the segment); that is O(n³) per
-    pass, negligible at the sizes the MILP takes. The result is CBC's starting incumbent.
+    pass, negligible at the sizes the MILP takes. The result is HiGHS's starting incumbent.
     """
     n = len(d)
     tour, left = [0], set(range(1, n))
@@ -365,37 +366,36 @@ def _local_search_tour(d: list[list[float]]) -> list[int]:
     return tour
 
 
-def _cbc_log_value(log: str, label: str) -> float | None:
-    match = re.search(rf"^{label}{_CBC_LOG_NUMBER}", log, re.MULTILINE)
-    return float(match.group(1)) if match else None
-
-
 class MilpTsp:
-    """Small TSPs solved to proven optimality by CBC (bundled with PuLP), before PyVRP is tried.
+    """Small TSPs solved to proven optimality by HiGHS (in-process, `solvers.milp`), before PyVRP is tried.
 
     The model is the Miller-Tucker-Zemlin formulation with the Desrochers-Laporte liftings, on directed
-    arcs, so asymmetric and non-Euclidean distance matrices are handled as given. CBC starts from a
-    local-search tour (`_local_search_tour`), so it always holds a tour: when its time runs out before
-    the proof, the best tour found so far is returned with ``optimal: false``, the remaining relative
-    ``gap`` and the ``lower_bound`` from CBC's log; no `TimeoutError` is raised, since a good tour is
-    more useful than a timeout (below ``MILP_MIN_CBC_S`` of budget the local-search tour is returned).
-    `can_solve` refuses above ``MILP_TSP_MAX_NODES`` with a ``capacity:`` reason, so `choose_solver`
-    falls through to PyVRP. CBC runs on one thread and is deterministic unless stopped by the clock.
+    arcs, so asymmetric and non-Euclidean distance matrices are handled as given. HiGHS starts from a
+    local-search tour (`_local_search_tour`), so it always holds a tour: when its time runs out (or
+    ``should_stop`` fires) before the proof, the best tour found so far is returned with ``optimal: false``,
+    the remaining relative ``gap`` and HiGHS's ``lower_bound``; no `TimeoutError` is raised, since a good
+    tour is more useful than a timeout (below ``MILP_MIN_SEARCH_S`` of budget the local-search tour is
+    returned). `can_solve` refuses above ``MILP_TSP_MAX_NODES`` with a ``capacity:`` reason, so
+    `choose_solver` falls through to PyVRP. HiGHS runs on one thread with the request's seed and is
+    deterministic unless stopped by the clock.
     """
 
     lane = LANE
-    id = "milp-tsp-cbc"
+    id = "milp-tsp-highs"
     kinds = frozenset({"tsp"})
 
     def __init__(self) -> None:
-        self.version = package_version("PuLP")
+        self.version = highs_version()
 
     def can_solve(self, problem: Any, limits: LaneLimits) -> Verdict:
         if problem.kind not in self.kinds:
             return Verdict.no(f"unsupported: {self.id} does not solve '{problem.kind}'")
         return check_tsp_milp(problem, limits)
 
-    def solve(self, problem: Any, *, time_limit_s: float, seed: int | None) -> Solution:
+    def solve(self, problem: Any, *, time_limit_s: float, seed: int | None,
+              should_stop: Callable[[], bool] | None = None) -> Solution:
+        """``should_stop`` (e.g. a `threading.Event`'s ``is_set``) is polled while HiGHS searches; once it
+        returns true the best tour so far is returned, flagged ``optimal: false`` and ``stop: cancelled``."""
         verdict = check_tsp_milp(problem, LaneLimits())
         if not verdict.ok:
             raise SolverRefused(verdict.reason)
@@ -403,82 +403,66 @@ class MilpTsp:
         d = problem.distance_matrix()
         n = problem.size
         tour = _local_search_tour(d)
-        details: dict[str, Any] = {"seed": seed, "formulation": "mtz-dl", "nodes": n}
+        details: dict[str, Any] = {"seed": highs_seed(seed), "formulation": "mtz-dl", "nodes": n}
         if n <= 3:
             # Two nodes have one tour; three have two, both tried by the local search.
-            details.update(optimal=True, status="Optimal Solution Found", gap=0.0, trivial=True)
+            details.update(optimal=True, status="Optimal", gap=0.0, trivial=True)
         else:
-            budget = TIME_SHARE * time_limit_s - (time.perf_counter() - started)
-            if budget < MILP_MIN_CBC_S:
-                details.update(optimal=False, status="CBC not run", gap=None,
-                               note=f"search budget {max(budget, 0.0):.3f} s too short to start CBC; "
+            # `_budget`'s margin, without its floor: below MILP_MIN_SEARCH_S the local-search tour is the answer
+            margin = min(MARGIN_SHARE * time_limit_s, MARGIN_MAX_S)
+            budget = time_limit_s - margin - (time.perf_counter() - started)
+            if budget < MILP_MIN_SEARCH_S:
+                details.update(optimal=False, status="HiGHS not run", gap=None,
+                               note=f"search budget {max(budget, 0.0):.3f} s too short to start HiGHS; "
                                     "local-search tour returned")
             else:
-                tour, cbc_details = self._cbc(d, tour, budget)
-                details.update(cbc_details, search_budget_s=round(budget, 4))
+                tour, milp_details = self._highs(d, tour, budget, seed, should_stop)
+                details.update(milp_details, search_budget_s=round(budget, 4))
         details["runtime_s"] = round(time.perf_counter() - started, 4)
         return Solution(result={"tour": tour}, details=details)
 
-    def _cbc(self, d: list[list[float]], start: list[int],
-             budget_s: float) -> tuple[list[int], dict[str, Any]]:
-        import pulp
-
+    def _highs(self, d: list[list[float]], start: list[int], budget_s: float, seed: int | None,
+               should_stop: Callable[[], bool] | None) -> tuple[list[int], dict[str, Any]]:
         n = len(d)
-        model, x = self._model(d, start)
-        with tempfile.TemporaryDirectory(prefix="qgate-cbc-") as tmp:
-            log_path = os.path.join(tmp, "cbc.log")
-            model.solve(pulp.PULP_CBC_CMD(msg=False, timeLimit=budget_s, threads=1, warmStart=True,
-                                          logPath=log_path))
-            with open(log_path, encoding="utf-8", errors="replace") as fh:
-                log = fh.read()
-        # PuLP's model status reads "Optimal" even when the clock stopped CBC; the solution status does not
-        status = pulp.LpSolution[model.sol_status]
-        optimal = model.sol_status == pulp.LpSolutionOptimal
+        model, x, initial = self._model(d, start)
+        run = solve_milp(model, time_limit_s=budget_s, seed=seed, should_stop=should_stop, start=initial)
         tour = start
-        if model.sol_status in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
-            succ = {i: j for (i, j), var in x.items() if (var.value() or 0) > 0.5}
+        if run.x is not None:
+            succ = {i: j for (i, j), col in x.items() if run.x[col] > 0.5}
             found = [0]
             while len(found) < n and succ.get(found[-1], 0) != 0:
                 found.append(succ[found[-1]])
             if len(found) == n and sorted(found) == list(range(n)) and \
                     _tour_cost(d, found) <= _tour_cost(d, start) + 1e-9:
                 tour = found
-        gap: float | None = 0.0 if optimal else None
-        bound = _cbc_log_value(log, "Lower bound")
-        if not optimal:
-            gap = _cbc_log_value(log, "Gap")
-        return tour, {"optimal": optimal, "status": status, "gap": gap, "lower_bound": bound}
+        return tour, run.details()
 
     @staticmethod
-    def _model(d: list[list[float]], start: list[int]) -> tuple[Any, dict[tuple[int, int], Any]]:
-        """MTZ with Desrochers-Laporte lifting; ``start`` is set as CBC's initial solution.
+    def _model(d: list[list[float]], start: list[int]) -> tuple[Milp, dict[tuple[int, int], int], list[float]]:
+        """MTZ with Desrochers-Laporte lifting, and ``start`` as a starting solution for HiGHS.
 
         ``u[i]`` is node i's position in the tour (1..n-1, the depot 0 excluded).
         """
-        import pulp
-
         n = len(d)
-        model = pulp.LpProblem("tsp", pulp.LpMinimize)
-        new_var = getattr(model, "add_variable", None) or pulp.LpVariable
-        arcs = [(i, j) for i in range(n) for j in range(n) if i != j]
-        x = {(i, j): new_var(f"x_{i}_{j}", cat=pulp.LpBinary) for i, j in arcs}
-        u = {i: new_var(f"u_{i}", lowBound=1, upBound=n - 1) for i in range(1, n)}
-        model += pulp.lpSum(d[i][j] * x[i, j] for i, j in arcs)
+        model = Milp()
+        x = {(i, j): model.add_binary(d[i][j]) for i in range(n) for j in range(n) if i != j}
+        u = {i: model.add_col(0.0, 1.0, n - 1.0) for i in range(1, n)}
         for k in range(n):
-            model += pulp.lpSum(x[k, j] for j in range(n) if j != k) == 1, f"out_{k}"
-            model += pulp.lpSum(x[i, k] for i in range(n) if i != k) == 1, f"in_{k}"
+            model.add_row({x[k, j]: 1.0 for j in range(n) if j != k}, 1.0, 1.0)  # out of k
+            model.add_row({x[i, k]: 1.0 for i in range(n) if i != k}, 1.0, 1.0)  # into k
         for i in range(1, n):
-            model += u[i] <= (n - 1) - (n - 2) * x[0, i], f"first_{i}"
-            model += u[i] >= 1 + (n - 2) * x[i, 0], f"last_{i}"
+            model.add_row({u[i]: 1.0, x[0, i]: n - 2.0}, upper=n - 1.0)  # first after the depot
+            model.add_row({u[i]: 1.0, x[i, 0]: -(n - 2.0)}, lower=1.0)  # last before it
             for j in range(1, n):
                 if i != j:
-                    model += u[i] - u[j] + (n - 1) * x[i, j] + (n - 3) * x[j, i] <= n - 2, f"mtz_{i}_{j}"
+                    model.add_row({u[i]: 1.0, u[j]: -1.0, x[i, j]: n - 1.0, x[j, i]: n - 3.0}, upper=n - 2.0)
+        initial = [0.0] * model.num_cols
         succ = {a: b for a, b in zip(start, start[1:] + start[:1])}
-        for (i, j), var in x.items():
-            var.setInitialValue(1 if succ[i] == j else 0)
+        for (i, j), col in x.items():
+            initial[col] = 1.0 if succ[i] == j else 0.0
         for pos, node in enumerate(start[1:], start=1):
-            u[node].setInitialValue(pos)
-        return model, x
+            initial[u[node]] = float(pos)
+        return model, x, initial
 
 
 # --- QUBO by simulated annealing ------------------------------------------------------------------
