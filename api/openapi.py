@@ -392,10 +392,11 @@ def openapi_document() -> dict[str, Any]:
                             "security": [],
                             "responses": {"200": _ok(_ref("Readiness")),
                                           "503": _ok(_ref("Readiness"), "Redis or a lane is down")}}},
-        "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus metrics", "security": [],
+        "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus metrics (scope ops:read)",
+                             "security": bearer,
                              "responses": {"200": _ok({"type": "string"}, "Prometheus text exposition",
                                                       media_type="text/plain"),
-                                           "503": _error(503, {"Retry-After": RETRY_AFTER})}}},
+                                           "503": _error(503, {"Retry-After": RETRY_AFTER}), **_bearer_errors()}}},
         "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document", "security": [],
                                   "responses": {"200": _ok({"type": "object"})}}},
     }

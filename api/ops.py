@@ -8,6 +8,7 @@ from flask import Blueprint, Response, jsonify
 from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
+from api.auth import require
 from api.openapi import openapi_document
 from api.services import services
 from routing.health import lane_statuses, live_workers
@@ -35,7 +36,9 @@ def readyz() -> Any:
 
 
 @bp.get("/metrics")
+@require("ops:read")
 def metrics() -> Any:
+    """Fleet-wide counters: an operator's view (scrape with a client-credentials token holding ops:read)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RedisCollector(services().redis, live_workers))
     return Response(generate_latest(registry), mimetype="text/plain; version=0.0.4")

@@ -190,3 +190,47 @@ def test_redis_down_is_503(tmp_path: Path) -> None:
         assert requests.get(mini.url + "/readyz", timeout=10).status_code == 503
     finally:
         mini.stop()
+
+
+def test_metrics_are_for_operators_only(stack: Stack, token: str) -> None:
+    """ops:read was declared but never enforced: anyone could read fleet-wide counters."""
+    assert requests.get(stack.url + "/metrics", timeout=10).status_code == 401
+    solver = stack.token(stack.create_client("acme", "quantum:solve solver:heuristic"))
+    reply = requests.get(stack.url + "/metrics", headers=stack.headers(solver), timeout=10)
+    assert reply.status_code == 403 and reply.json()["error"] == "missing scope: ops:read"
+    reply = requests.get(stack.url + "/metrics", headers=stack.headers(token), timeout=10)
+    assert reply.status_code == 200 and "qgate_http_requests_total" in reply.text
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "1\u00b2", "\u0661\u0662", "1" * 5000, "12 34", "+5", "0x10", "1e3"])
+def test_budget_header_digits_outside_ascii_are_422(stack: Stack, token: str, value: str) -> None:
+    headers = {**stack.headers(token), "X-Latency-Budget-Ms": value.encode("utf-8").decode("latin-1")}
+    reply = _post(stack, headers, json={"problem": problems.tsp(4)})
+    assert reply.status_code == 422, reply.text
+    assert reply.json()["errors"][0]["loc"] == ["header", "X-Latency-Budget-Ms"]
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "\u0662", "-1", "1" * 40, "", "1.0"])
+def test_audit_index_arguments_outside_ascii_digits_are_400(stack: Stack, token: str, value: str) -> None:
+    reply = requests.get(stack.url + "/api/v1/audit/proof/inclusion", params={"index": value, "size": "1"},
+                         headers=stack.headers(token), timeout=10)
+    assert reply.status_code == 400 and reply.json()["error"], reply.text
+
+
+def test_a_receipt_asked_for_right_after_submit_waits_or_is_503(stack: Stack, token: str) -> None:
+    """It raised IndexError (a 500) when the job's entries were not written yet."""
+    for i in range(10):
+        job_id = stack.solve(token, {"problem": problems.tsp(5, seed=i)}, budget_ms=3000).json()["job_id"]
+        reply = requests.get(f"{stack.url}/api/v1/audit/jobs/{job_id}/receipt", headers=stack.headers(token),
+                             timeout=60)
+        assert reply.status_code in (200, 503), reply.text
+        if reply.status_code == 503:
+            assert reply.headers["Retry-After"]
+
+
+@pytest.mark.parametrize("suffix", [":problem", ":done", "*", "%0d%0a", "/../x"])
+def test_job_ids_that_name_other_keys_are_404(stack: Stack, token: str, suffix: str) -> None:
+    job_id = stack.solve(token, {"problem": problems.tsp(4)}, budget_ms=3000).json()["job_id"]
+    for path in (f"/api/v1/jobs/{job_id}{suffix}", f"/api/v1/audit/jobs/{job_id}{suffix}"):
+        reply = requests.get(stack.url + path, headers=stack.headers(token), timeout=10)
+        assert reply.status_code == 404 and reply.json()["error"], (path, reply.text)

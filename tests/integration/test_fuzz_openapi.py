@@ -302,7 +302,7 @@ class Fuzzer:
 @pytest.fixture(scope="module")
 def fuzzer(stack: Stack) -> Iterator[Fuzzer]:
     client = stack.create_client("fuzz-openapi", ALL_SCOPES)
-    scopeless = stack.create_client("fuzz-openapi-ops", "ops:read")
+    scopeless = stack.create_client("fuzz-openapi-ops", "tier:premium")
     config = schemathesis.Config.from_dict({"generation": {
         # Credentials are the test's to choose (valid, absent, garbage), never generated.
         "with-security-parameters": False,

@@ -180,13 +180,13 @@ def test_access_log_is_json_without_query_strings(stack: Stack) -> None:
 
 
 # 6. metrics cardinality ------------------------------------------------------------------------------
-def test_unknown_methods_share_one_metrics_label(stack: Stack) -> None:
+def test_unknown_methods_share_one_metrics_label(stack: Stack, token: str) -> None:
     rng = random.Random(7)
     for _ in range(50):
         method = "X" + "".join(rng.choices(string.ascii_uppercase, k=8))
         reply = requests.request(method, stack.url + "/healthz", timeout=10)
         assert reply.status_code in (405, 501), (method, reply.status_code)
-    text = requests.get(stack.url + "/metrics", timeout=10).text
+    text = requests.get(stack.url + "/metrics", headers=stack.headers(token), timeout=10).text
     methods = set(re.findall(r'^qgate_http_requests_total\{[^}]*method="([^"]*)"', text, re.MULTILINE))
     assert "other" in methods
     assert methods <= KNOWN_METHODS | {"other"}, methods

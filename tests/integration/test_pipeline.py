@@ -216,8 +216,8 @@ def test_audit_chain_verifies_and_detects_tampering(stack: Stack, token: str, tm
         assert "seq 3" in done.stderr, (case, done.stderr)
 
 
-def test_metrics_count_jobs_fallbacks_and_queues(stack: Stack) -> None:
-    text = requests.get(stack.url + "/metrics", timeout=10).text
+def test_metrics_count_jobs_fallbacks_and_queues(stack: Stack, token: str) -> None:
+    text = requests.get(stack.url + "/metrics", headers=stack.headers(token), timeout=10).text
     assert 'qgate_jobs_finished_total{lane="heuristic",outcome="succeeded"}' in text
     assert 'qgate_fallbacks_total{from_lane="qpu",to_lane="sim"}' in text
     assert 'qgate_queue_depth{lane="qpu"}' in text
