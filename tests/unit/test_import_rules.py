@@ -109,3 +109,23 @@ def test_no_package_imports_itself_back() -> None:
     for module, targets in _graph().items():
         packages.setdefault(_top(module), set()).update(_top(t) for t in targets if _top(t) != _top(module))
     assert _cycles(packages) == []
+
+
+def test_the_cycle_finder_finds_cycles() -> None:
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_walk_sees_imports_inside_functions(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text("import os\nfrom solvers.base import Verdict\n\ndef f():\n"
+                      "    from solvers.qpu import EmulatedQpu\n    import celery.app\n")
+    assert {"os", "solvers.base", "solvers.qpu", "celery.app"} <= _imports(module)
+
+
+def test_qpu_adapters_import_the_base_not_each_other() -> None:
+    graph = _graph()
+    adapters = ("solvers.qpu", "solvers.qpu_ibm", "solvers.qpu_braket")
+    for adapter in adapters:
+        assert "solvers.qpu_base" in graph[adapter]
+        assert not graph[adapter] & {*adapters, "solvers.qpu_factory", "solvers.registry"}, adapter

@@ -7,7 +7,6 @@ solvers/ free of import cycles and of the gateway's edges (settings, workers, ap
 
 from __future__ import annotations
 
-import ast
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -33,125 +32,6 @@ from solvers.qpu_base import (
 
 SOLVERS = Path(__file__).resolve().parents[2] / "solvers"
 SECRET = "aws-SECRET-8c1e55"
-
-# Import cycles found in solvers/ that lie outside the QPU modules, each to be removed by its owner; the
-# walk below fails on any cycle not listed here, and on any cycle at all through a qpu module.
-KNOWN_CYCLES: set[frozenset[str]] = set()
-FORBIDDEN_TOP_LEVEL = {"settings", "workers", "api", "flask", "celery"}
-
-
-# ---------------------------------------------------------------- import walk (solvers/ only)
-
-
-def _imports(path: Path, modules: set[str]) -> tuple[set[str], set[str]]:
-    """The solvers modules ``path`` imports (anywhere in the file, deferred imports included) and the
-    top-level names of every other import."""
-    local: set[str] = set()
-    other: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                parts = alias.name.split(".")
-                if parts[0] == "solvers":
-                    local.update(parts[1:2])
-                else:
-                    other.add(parts[0])
-        elif isinstance(node, ast.ImportFrom):
-            parts = (node.module or "").split(".") if node.module else []
-            if node.level == 0 and parts[0] != "solvers":
-                other.add(parts[0])
-                continue
-            inner = parts if node.level else parts[1:]
-            if inner:
-                local.add(inner[0])
-            else:  # from solvers import qpu / from . import qpu
-                local.update(alias.name for alias in node.names if alias.name in modules)
-    local &= modules
-    local.discard(path.stem)
-    return local, other
-
-
-def _graph() -> tuple[dict[str, set[str]], dict[str, set[str]]]:
-    modules = {p.stem for p in SOLVERS.glob("*.py")}
-    graph, others = {}, {}
-    for path in sorted(SOLVERS.glob("*.py")):
-        graph[path.stem], others[path.stem] = _imports(path, modules)
-    return graph, others
-
-
-def _cycles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
-    """The strongly connected components of more than one module (Tarjan)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    found: list[frozenset[str]] = []
-
-    def visit(node: str) -> None:
-        index[node] = low[node] = len(index)
-        stack.append(node)
-        on_stack.add(node)
-        for nxt in sorted(graph[node]):
-            if nxt not in index:
-                visit(nxt)
-                low[node] = min(low[node], low[nxt])
-            elif nxt in on_stack:
-                low[node] = min(low[node], index[nxt])
-        if low[node] == index[node]:
-            component = set()
-            while True:
-                member = stack.pop()
-                on_stack.discard(member)
-                component.add(member)
-                if member == node:
-                    break
-            if len(component) > 1:
-                found.append(frozenset(component))
-
-    for node in sorted(graph):
-        if node not in index:
-            visit(node)
-    return found
-
-
-def test_cycle_finder_finds_cycles() -> None:
-    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [frozenset({"a", "b", "c"})]
-    assert _cycles({"a": {"b"}, "b": set()}) == []
-
-
-def test_import_walk_sees_deferred_imports(tmp_path: Path) -> None:
-    module = tmp_path / "m.py"
-    module.write_text("import os\nfrom solvers.base import Verdict\n\ndef f():\n"
-                      "    from solvers.qpu import EmulatedQpu\n    from solvers import aer\n"
-                      "    import solvers.capability\n    from . import heuristic\n    import celery.app\n")
-    local, other = _imports(module, {"base", "qpu", "aer", "capability", "heuristic", "m"})
-    assert local == {"base", "qpu", "aer", "capability", "heuristic"}
-    assert other == {"os", "celery"}
-
-
-def test_no_import_cycle_in_solvers() -> None:
-    graph, _ = _graph()
-    cycles = _cycles(graph)
-    qpu_modules = {name for name in graph if name.startswith("qpu")}
-    assert {"qpu", "qpu_base", "qpu_factory", "qpu_ibm", "qpu_braket"} <= qpu_modules
-    assert not [c for c in cycles if c & qpu_modules], f"import cycle through a qpu module: {cycles}"
-    assert set(cycles) <= KNOWN_CYCLES, f"new import cycle in solvers/: {set(cycles) - KNOWN_CYCLES}"
-
-
-def test_adapters_import_the_base_not_each_other() -> None:
-    graph, _ = _graph()
-    for adapter in ("qpu", "qpu_ibm", "qpu_braket"):
-        assert "qpu_base" in graph[adapter]
-        assert not graph[adapter] & {"qpu", "qpu_ibm", "qpu_braket", "qpu_factory", "registry"}, adapter
-    assert graph["qpu_factory"] >= {"qpu", "qpu_ibm", "qpu_braket", "qpu_base"}
-
-
-def test_solvers_import_no_gateway_edge() -> None:
-    _, others = _graph()
-    offenders = {name: sorted(found & FORBIDDEN_TOP_LEVEL) for name, found in others.items()
-                 if found & FORBIDDEN_TOP_LEVEL}
-    assert offenders == {}
-
 
 # ---------------------------------------------------------------- the base, on a minimal adapter
 
