@@ -1,6 +1,6 @@
 """A tiny solve of each kind a lane handles, run in every pool child before its first task.
 
-Imports (qiskit, PyVRP, CBC), Aer's first run and the emulated device's noise model cost up to a second
+Imports (qiskit, PyVRP, HiGHS), Aer's first run and the emulated device's noise model cost up to a second
 the first time; paying that at start keeps it off the sync fast path.
 """
 
