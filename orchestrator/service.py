@@ -67,8 +67,13 @@ class LaneRuntime(Protocol):
     def before_solve(self, lane: str) -> None: ...
 
 
-class AttemptTimeLimit(Exception):
-    """Raised by a runtime's time limit when the solver outlives its attempt's deadline."""
+class AttemptTimeLimit(BaseException):
+    """Raised by a runtime's time limit when the solver outlives its attempt's deadline.
+
+    A BaseException, like KeyboardInterrupt, because it is raised asynchronously inside solver and SDK
+    code whose ``except Exception`` blocks would otherwise swallow it or re-wrap it as their own error
+    (the emulated QPU turned it into "QpuError: simulation error", recording a timeout as a failure).
+    """
 
 
 class InjectedFault(Exception):

@@ -285,3 +285,19 @@ def test_a_stale_conclusion_records_no_calibration(service: JobService) -> None:
 
     assert _run(service, job, Runtime(CancelsMidSolve(calibration=snapshot))) == "stale"
     assert service.store.redis.get(calibration_key("cd" * 32)) is None
+
+
+def test_the_time_limit_passes_through_a_solvers_catch_all(service: JobService) -> None:
+    """Solver and SDK code wraps ``except Exception``; the attempt's time limit must still surface as a
+    timeout, not as the solver's own error (the emulated QPU re-wrapped it as QpuError)."""
+
+    class CatchesEverything(FakeSolver):
+        def solve(self, problem: Any, *, time_limit_s: float, seed: int | None) -> Solution:
+            try:
+                raise AttemptTimeLimit()
+            except Exception as exc:  # what SDKs do
+                raise RuntimeError(f"simulation error: {exc}") from exc
+
+    job, _ = _submit(service)
+    assert _run(service, job, Runtime(CatchesEverything())) == "timeout"
+    assert "time limit of" in service.job_of("acme", job["job_id"])["attempts"][0]["reason"]
