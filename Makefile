@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PORT ?= 8000
 export PORT
 
-.PHONY: install run test unit bench clean
+.PHONY: install run test unit bench chaos clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ bench: install
 	$(BIN)/python -m bench.audit $(BENCH_AUDIT_ARGS)
 	$(BIN)/python -m bench.solvers $(BENCH_SOLVERS_ARGS)
 	$(BIN)/python -m bench.milp $(BENCH_MILP_ARGS)
+
+# Chaos drills under a steady load (Redis restarted, paused, kill -9; a lane worker, the audit writer and
+# the watchdog hurt): prints per drill accepted, ended, stuck, duplicated, audit events missing.
+chaos: install
+	@scripts/ensure-redis --binary
+	$(BIN)/python -m bench.chaos $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -257,3 +257,62 @@ class Stack:
             entries = [e for e in self.audit_entries() if e.get("job_id") == job_id]
             return entries if any(e["type"] == event_type for e in entries) else None
         return wait_for(found, timeout, f"{event_type} of {job_id} in the audit log", interval=0.2)
+
+    # chaos drills: faults a supervisor would see, and the restarts it would do --------------------
+    def restart_redis(self, down_s: float = 2.0) -> None:
+        """Stop Redis (SIGTERM: it writes its AOF out), keep it down ``down_s``, start it on the same port
+        and data directory."""
+        self.stop_redis()
+        time.sleep(down_s)
+        self.start_redis()
+
+    def pause_redis(self, seconds: float) -> None:
+        """SIGSTOP Redis for ``seconds``: connections stay open and every call hangs, then SIGCONT."""
+        assert self.redis_proc is not None and self.redis_proc.poll() is None
+        os.kill(self.redis_proc.pid, signal.SIGSTOP)
+        try:
+            time.sleep(seconds)
+        finally:
+            os.kill(self.redis_proc.pid, signal.SIGCONT)
+
+    def kill_redis(self, down_s: float = 0.0) -> None:
+        """SIGKILL Redis (no shutdown, no final AOF flush) and start it again on the same port and data
+        directory, as a supervisor would; with appendfsync everysec it replays what its AOF holds."""
+        assert self.redis_proc is not None
+        try:
+            self.redis_proc.kill()
+        except ProcessLookupError:
+            pass
+        self.redis_proc.wait(10)
+        time.sleep(down_s)
+        self.start_redis()
+
+    @staticmethod
+    def pause_process(proc: Process, seconds: float) -> None:
+        """SIGSTOP a process's whole group for ``seconds``, then SIGCONT."""
+        proc.signal_group(signal.SIGSTOP)
+        try:
+            time.sleep(seconds)
+        finally:
+            proc.signal_group(signal.SIGCONT)
+
+    def start_standby_audit(self) -> Process:
+        """A second ``qgate audit-worker`` beside the first: it waits as a standby for the writer's lock."""
+        self.audit_standby = Process("audit-standby", [str(BIN / "qgate"), "audit-worker"], self._env(None),
+                                     self.logs)
+        return self.audit_standby
+
+    def kill_watchdog(self) -> None:
+        assert self.watchdog is not None
+        self.watchdog.kill()
+        self.watchdog = None
+
+    def processes(self) -> dict[str, Any]:
+        """Every process of the stack by name (Redis as its Popen), for liveness checks."""
+        procs: dict[str, Any] = {"redis": self.redis_proc, "web": self.web, "audit": self.audit,
+                                 "watchdog": self.watchdog}
+        procs.update({f"worker-{lane}": proc for lane, proc in self.workers.items()})
+        standby = getattr(self, "audit_standby", None)
+        if standby is not None:
+            procs["audit-standby"] = standby
+        return {name: proc for name, proc in procs.items() if proc is not None}
