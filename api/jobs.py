@@ -11,12 +11,13 @@ from api.auth import require
 from api.refusals import as_api_error
 from api.services import services
 from jobs import model
+from jobs.model import Job
 from orchestrator.service import Refused
 
 bp = Blueprint("jobs", __name__)
 
 
-def own_job(job_id: str) -> dict[str, Any]:
+def own_job(job_id: str) -> Job:
     """The job if it belongs to the caller's tenant; 404 alike for missing and foreign jobs."""
     try:
         job = services().job_service.job_of(g.principal.tenant, job_id)

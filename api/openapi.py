@@ -16,6 +16,7 @@ from typing import Any
 from api import schemas as envelope
 from api.audit import MAX_ENTRIES
 from api.body import SAFE_INTEGER
+from jobs.model import JobView
 from solvers import problems as p
 
 JSON = "application/json"
@@ -135,46 +136,18 @@ def _solve_request() -> dict[str, Any]:
 
 # --- response schemas -----------------------------------------------------------------------------------
 
+def _job_schemas() -> dict[str, dict[str, Any]]:
+    """The job resource, as ``jobs.model.JobView`` describes it: its schema under ``Job`` and the schemas
+    of its parts (``JobAttempt``, ``JobPlanStep``, ...) hoisted from ``$defs`` into the components."""
+    schema = JobView.model_json_schema(ref_template="#/components/schemas/{model}")
+    parts = schema.pop("$defs", {})
+    return {"Job": schema, **parts}
+
+
+
 def _response_schemas() -> dict[str, dict[str, Any]]:
-    string, integer, number = {"type": "string"}, {"type": "integer"}, {"type": "number"}
-    lane = {"enum": LANES}
+    string, integer = {"type": "string"}, {"type": "integer"}
     b64_list = {"type": "array", "items": string}
-    attempt = {"type": "object", "required": ["lane", "solver", "outcome", "reason", "duration_ms"],
-               "properties": {"lane": lane, "solver": _nullable(string),
-                              "outcome": {"enum": sorted(["succeeded", "failed", "timeout", "skipped", "cancelled"])},
-                              "reason": string, "duration_ms": number, "queued_ms": number}}
-    job = {
-        "type": "object",
-        "required": ["job_id", "status", "kind", "created_at", "finished_at", "latency_budget_ms", "plan",
-                     "attempts", "result", "solver", "provenance", "cost_estimate", "error", "request",
-                     "current_lane", "audit"],
-        "properties": {
-            "job_id": {"type": "string", "pattern": JOB_ID_PATTERN},
-            "status": {"enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
-            "kind": {"enum": KINDS},
-            "created_at": {"type": "string", "format": "date-time"},
-            "finished_at": _nullable({"type": "string", "format": "date-time"}),
-            "latency_budget_ms": {"type": "integer", "minimum": 1},
-            "plan": {"type": "array", "items": {"type": "object", "required": ["lane", "action", "reason"],
-                                                "properties": {"lane": lane, "action": {"enum": ["try", "skip"]},
-                                                               "reason": string}}},
-            "attempts": {"type": "array", "items": attempt},
-            "result": _nullable({"type": "object"}),
-            "solver": _nullable({"type": "object", "required": ["lane", "id", "version"],
-                                 "properties": {"lane": lane, "id": string, "version": string}}),
-            "error": _nullable(string),
-            "current_lane": _nullable(lane),
-            "provenance": {"type": "object", "required": ["fingerprint", "seed", "calibration"],
-                           "properties": {"fingerprint": {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"},
-                                          "seed": _nullable(integer), "calibration": _nullable({"type": "object"})}},
-            "cost_estimate": {"type": "object", "required": ["usd", "basis"],
-                              "properties": {"usd": {"type": "number", "minimum": 0}, "basis": string}},
-            "request": {"type": "object", "required": ["solver", "strategy", "cost_tier", "metadata"],
-                        "properties": {"solver": {"enum": ["auto", *LANES]},
-                                       "strategy": {"enum": ["fallback", "portfolio"]},
-                                       "cost_tier": {"enum": ["standard", "premium"]},
-                                       "metadata": {"type": "object"}}},
-            "audit": {"type": "object", "required": ["receipt_url"], "properties": {"receipt_url": string}}}}
     error = {"type": "object", "required": ["error"], "properties": {
         "error": {"type": "string", "minLength": 1},
         "errors": {"type": "array", "items": {
@@ -185,7 +158,7 @@ def _response_schemas() -> dict[str, dict[str, Any]]:
                   "properties": {"index": {"type": "integer", "minimum": 0}, "line": string}}
     return {
         "Error": error,
-        "Job": job,
+        **_job_schemas(),
         # A sync solve whose budget ran out: the job as it stands, and why it is an error.
         "JobTimeout": {"allOf": [_ref("Job"), _ref("Error")]},
         "Accepted": {"type": "object", "required": ["job_id", "status", "track_url"], "properties": {
@@ -400,7 +373,9 @@ def openapi_document() -> dict[str, Any]:
         "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document", "security": [],
                                   "responses": {"200": _ok({"type": "object"})}}},
     }
-    schemas = {**_problem_schemas(), "SolveRequest": _solve_request(), **_response_schemas()}
+    named = [_problem_schemas(), {"SolveRequest": _solve_request()}, _response_schemas()]
+    schemas = {name: schema for group in named for name, schema in group.items()}
+    assert len(schemas) == sum(map(len, named)), "two component schemas share a name"
     return {
         "openapi": "3.1.0",
         "info": {"title": "qgate", "version": "0.1.0",

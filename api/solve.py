@@ -17,6 +17,7 @@ from api.refusals import as_api_error
 from api.schemas import SolveRequest
 from api.services import services
 from jobs import model
+from jobs.model import Job
 from orchestrator.service import Refused, Submission
 from solvers.problems import parse_problem
 
@@ -84,10 +85,10 @@ def _solve() -> Any:
         job, replayed = services().job_service.submit(principal, submission)
     except Refused as exc:
         raise as_api_error(exc) from None
-    structlog.contextvars.bind_contextvars(job_id=job["job_id"])
+    structlog.contextvars.bind_contextvars(job_id=job.job_id)
     if not replayed:
         structlog.get_logger("qgate.api").info("job_accepted", kind=problem.kind, budget_ms=budget_ms,
-                                               lanes=[s["lane"] for s in job["plan"] if s["action"] == "try"])
+                                               lanes=[s.lane for s in job.plan if s.action == "try"])
     return _answer(job, budget_ms)
 
 
@@ -99,21 +100,20 @@ def _idempotency_key() -> str | None:
     return key
 
 
-def _answer(job: dict[str, Any], budget_ms: int) -> Any:
+def _answer(job: Job, budget_ms: int) -> Any:
     svc = services()
-    track_url = f"/api/v1/jobs/{job['job_id']}"
+    track_url = f"/api/v1/jobs/{job.job_id}"
     if budget_ms <= svc.settings.sync_threshold_ms:
-        left = job["deadline"] - time.time()
-        finished = svc.jobs.wait_until_finished(job["job_id"], max(left, 0) + 0.05, svc.blocking_redis) or job
+        left = job.deadline - time.time()
+        finished = svc.jobs.wait_until_finished(job.job_id, max(left, 0) + 0.05, svc.blocking_redis) or job
         view = model.public_view(finished)
-        if finished["status"] in model.TERMINAL:
+        if finished.status in model.TERMINAL:
             return jsonify(view), 200
         raise ApiError(504, "latency budget ran out before the job finished", body=view,
                        headers={"Location": track_url})
-    view = model.public_view(job)
-    if job["status"] in model.TERMINAL:
-        return jsonify(view), 200
-    response = jsonify({"job_id": job["job_id"], "status": job["status"], "track_url": track_url})
+    if job.status in model.TERMINAL:
+        return jsonify(model.public_view(job)), 200
+    response = jsonify({"job_id": job.job_id, "status": job.status, "track_url": track_url})
     response.status_code = 202
     response.headers["Location"] = track_url
     return response

@@ -1,8 +1,14 @@
-"""The job record and its state machine, as plain functions over dicts.
+"""The job record and its state machine: pydantic models, and transitions as plain functions over them.
+
+A ``Job`` mirrors exactly the JSON that Redis has always stored (``JobStore`` writes
+``job.model_dump()``): the same keys, with ``dispatches``, ``audit_events`` and a lease's ``worker``
+present only once they are set, so a job written by the previous version is read as it is, and a job
+written now is read by it. ``JobView`` is the job resource as the contract shows it to its tenant: the
+public view is built from its fields, and ``api.openapi`` publishes its JSON Schema.
 
 Each transition checks that it applies (raising ``Conflict`` otherwise: a stale worker, a duplicate
-delivery, a job already finished) and returns the audit events it causes. The store applies a transition
-and its events atomically, so the log and the job never disagree.
+delivery, a job already finished), changes the job and returns it with the audit events it causes. The
+store applies a transition and its events atomically, so the log and the job never disagree.
 """
 
 from __future__ import annotations
@@ -11,11 +17,20 @@ import re
 import time
 import uuid
 from datetime import datetime, timezone
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from solvers.problems import KINDS
+from solvers.registry import LANES
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 ATTEMPT_OUTCOMES = frozenset({"succeeded", "failed", "timeout", "skipped", "cancelled"})
 Event = tuple[str, dict[str, Any]]
+Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+Outcome = Literal["cancelled", "failed", "skipped", "succeeded", "timeout"]
+Lane = Literal[LANES]  # type: ignore[valid-type]
+Kind = Literal[KINDS]  # type: ignore[valid-type]
 
 
 class Conflict(Exception):
@@ -38,131 +53,324 @@ def is_job_id(value: str) -> bool:
     return JOB_ID.fullmatch(value) is not None
 
 
+# -- the stored record ---------------------------------------------------------------------------------
+
+def _absent_when_none(value: Any) -> bool:
+    return value is None
+
+
+class Record(BaseModel):
+    """A part of the stored job. Item access (``job["status"]``, ``job.get("current")``) remains for the
+    edges that still read the job as the dict it was (``workers.dispatch``, ``api.audit``); new code
+    uses attributes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def __getitem__(self, name: str) -> Any:
+        if name in type(self).model_fields or name in (self.__pydantic_extra__ or {}):
+            return getattr(self, name)
+        raise KeyError(name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        try:
+            value = self[name]
+        except KeyError:
+            return default
+        return default if value is None and name in _ABSENT_WHEN_NONE else value
+
+
+class PlanStep(Record):
+    """A lane of the plan as stored: ``try`` it, or ``skip`` it for ``reason``."""
+
+    lane: str
+    action: Literal["try", "skip"]
+    reason: str
+
+
+class Attempt(Record):
+    """A lane that was tried (or passed over: ``skipped``), numbered from 1."""
+
+    n: int
+    lane: str
+    solver: str | None
+    outcome: Outcome
+    reason: str
+    duration_ms: float
+    queued_ms: float
+
+
+class Lease(Record):
+    """The attempt in flight (the job's ``current``): its task, its time limit and the watchdog's lease."""
+
+    n: int
+    lane: str
+    task_id: str
+    enqueued_at: float
+    started_at: float | None
+    limit_ms: int
+    deadline: float
+    lease_until: float
+    worker: str | None = Field(default=None, exclude_if=_absent_when_none)
+
+
+class Provenance(Record):
+    """What the answer rests on; a success adds the solver's details (``solver_details``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    fingerprint: str
+    seed: int | None
+    calibration: dict[str, Any] | None
+
+
+class CostEstimate(Record):
+    model_config = ConfigDict(extra="allow")
+
+    usd: float
+    basis: str
+
+
+class Job(Record):
+    """The job record as stored in Redis (``qgate:job:<id>``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    job_id: str
+    tenant: str
+    client_id: str
+    status: Status
+    kind: str
+    created_at: str
+    finished_at: str | None
+    latency_budget_ms: int
+    deadline: float
+    request: dict[str, Any]  # the solve options: solver, strategy, cost_tier, callback_url, seed, metadata
+    plan: list[PlanStep]
+    attempts: list[Attempt]
+    current: Lease | None
+    result: dict[str, Any] | None
+    solver: dict[str, Any] | None  # {"lane", "id", "version"}
+    error: str | None
+    provenance: Provenance
+    cost_estimate: CostEstimate
+    dispatches: int | None = Field(default=None, exclude_if=_absent_when_none)
+    audit_events: int | None = Field(default=None, exclude_if=_absent_when_none)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL
+
+
+_ABSENT_WHEN_NONE = frozenset({"worker", "dispatches", "audit_events"})
+
+
+# -- transitions -----------------------------------------------------------------------------------------
+
 def new_job(*, job_id: str, tenant: str, client_id: str, kind: str, budget_ms: int, request: dict[str, Any],
             plan: list[dict[str, Any]], fingerprint: str, cost_estimate: dict[str, Any],
-            now: float | None = None) -> tuple[dict[str, Any], list[Event]]:
+            now: float | None = None) -> tuple[Job, list[Event]]:
     """A queued job; ``request`` holds the solve options (solver, strategy, cost_tier, seed, ...)."""
     now = time.time() if now is None else now
-    job = {
-        "job_id": job_id, "tenant": tenant, "client_id": client_id, "status": "queued", "kind": kind,
-        "created_at": iso(now), "finished_at": None, "latency_budget_ms": budget_ms,
-        "deadline": now + budget_ms / 1000, "request": request, "plan": plan, "attempts": [],
-        "current": None, "result": None, "solver": None, "error": None,
-        "provenance": {"fingerprint": fingerprint, "seed": request.get("seed"), "calibration": None},
-        "cost_estimate": cost_estimate,
-    }
+    job = Job(job_id=job_id, tenant=tenant, client_id=client_id, status="queued", kind=kind,
+              created_at=iso(now), finished_at=None, latency_budget_ms=budget_ms,
+              deadline=now + budget_ms / 1000, request=request, plan=[PlanStep(**step) for step in plan],
+              attempts=[], current=None, result=None, solver=None, error=None,
+              provenance=Provenance(fingerprint=fingerprint, seed=request.get("seed"), calibration=None),
+              cost_estimate=CostEstimate(**cost_estimate))
     event = ("job.accepted", {"kind": kind, "budget_ms": budget_ms, "fingerprint": fingerprint,
                               "plan": plan, "request": request, "client_id": client_id})
     return job, [event]
 
 
-def _require_active(job: dict[str, Any]) -> None:
-    if job["status"] in TERMINAL:
-        raise Conflict(f"job is already {job['status']}")
+def _require_active(job: Job) -> None:
+    if job.status in TERMINAL:
+        raise Conflict(f"job is already {job.status}")
 
 
-def _require_current(job: dict[str, Any], attempt: int) -> dict[str, Any]:
+def _require_current(job: Job, attempt: int) -> Lease:
     _require_active(job)
-    current = job.get("current")
-    if not current or current["n"] != attempt:
+    current = job.current
+    if not current or current.n != attempt:
         raise Conflict(f"attempt {attempt} is not the job's current attempt")
     return current
 
 
-def dispatch(job: dict[str, Any], lane: str, limit_ms: int, lease_grace_ms: int,
-             now: float | None = None) -> tuple[dict[str, Any], list[Event]]:
+def dispatch(job: Job, lane: str, limit_ms: int, lease_grace_ms: int,
+             now: float | None = None) -> tuple[Job, list[Event]]:
     """Hand the job to ``lane`` for at most ``limit_ms``; a fallback when an earlier attempt ended."""
     _require_active(job)
-    if job.get("current"):
+    if job.current:
         raise Conflict("the job already has an attempt in flight")
     now = time.time() if now is None else now
-    n = len(job["attempts"]) + 1
-    job["current"] = {"n": n, "lane": lane, "task_id": f"{job['job_id']}.{n}", "enqueued_at": now,
-                      "started_at": None, "limit_ms": limit_ms, "deadline": now + limit_ms / 1000,
-                      "lease_until": now + (limit_ms + lease_grace_ms) / 1000}
+    n = len(job.attempts) + 1
+    job.current = Lease(n=n, lane=lane, task_id=f"{job.job_id}.{n}", enqueued_at=now, started_at=None,
+                        limit_ms=limit_ms, deadline=now + limit_ms / 1000,
+                        lease_until=now + (limit_ms + lease_grace_ms) / 1000)
     events: list[Event] = []
-    job["dispatches"] = job.get("dispatches", 0) + 1
-    if job["dispatches"] > 1:
-        last = job["attempts"][-1]
-        events.append(("job.fallback", {"from": last["lane"], "to": lane, "reason": last["reason"],
+    job.dispatches = (job.dispatches or 0) + 1
+    if job.dispatches > 1:
+        last = job.attempts[-1]
+        events.append(("job.fallback", {"from": last.lane, "to": lane, "reason": last.reason,
                                         "limit_ms": limit_ms}))
     else:
         events.append(("attempt.enqueued", {"lane": lane, "attempt": n, "limit_ms": limit_ms}))
     return job, events
 
 
-def start_attempt(job: dict[str, Any], attempt: int, worker: str,
-                  now: float | None = None) -> tuple[dict[str, Any], list[Event]]:
+def start_attempt(job: Job, attempt: int, worker: str, now: float | None = None) -> tuple[Job, list[Event]]:
     current = _require_current(job, attempt)
-    if current["started_at"] is not None:
+    if current.started_at is not None:
         raise Conflict(f"attempt {attempt} was already started")
-    current["started_at"] = time.time() if now is None else now
-    current["worker"] = worker
-    job["status"] = "running"
-    return job, [("attempt.started", {"lane": current["lane"], "attempt": attempt, "worker": worker})]
+    current.started_at = time.time() if now is None else now
+    current.worker = worker
+    job.status = "running"
+    return job, [("attempt.started", {"lane": current.lane, "attempt": attempt, "worker": worker})]
 
 
-def finish_attempt(job: dict[str, Any], attempt: int, outcome: str, reason: str, *, solver: str | None = None,
-                   now: float | None = None) -> tuple[dict[str, Any], list[Event]]:
+def finish_attempt(job: Job, attempt: int, outcome: str, reason: str, *, solver: str | None = None,
+                   now: float | None = None) -> tuple[Job, list[Event]]:
     """Close the current attempt with ``outcome``; the job itself stays active for a fallback or an end."""
     if outcome not in ATTEMPT_OUTCOMES:
         raise ValueError(f"unknown attempt outcome {outcome!r}")
     current = _require_current(job, attempt)
     now = time.time() if now is None else now
-    since = current["started_at"] or current["enqueued_at"]
-    record = {"n": attempt, "lane": current["lane"], "solver": solver, "outcome": outcome, "reason": reason,
-              "duration_ms": round((now - since) * 1000, 1),
-              "queued_ms": round(((current["started_at"] or now) - current["enqueued_at"]) * 1000, 1)}
-    job["attempts"].append(record)
-    job["current"] = None
-    return job, [(f"attempt.{outcome}", {k: v for k, v in record.items() if k != "n"} | {"attempt": attempt})]
+    since = current.started_at or current.enqueued_at
+    record = Attempt(n=attempt, lane=current.lane, solver=solver, outcome=outcome,  # type: ignore[arg-type]
+                     reason=reason, duration_ms=round((now - since) * 1000, 1),
+                     queued_ms=round(((current.started_at or now) - current.enqueued_at) * 1000, 1))
+    job.attempts.append(record)
+    job.current = None
+    return job, [(f"attempt.{outcome}", record.model_dump(exclude={"n"}) | {"attempt": attempt})]
 
 
-def skip_lane(job: dict[str, Any], lane: str, reason: str) -> tuple[dict[str, Any], list[Event]]:
+def skip_lane(job: Job, lane: str, reason: str) -> tuple[Job, list[Event]]:
     """Record a planned lane passed over without an attempt (e.g. too little budget left for it)."""
     _require_active(job)
-    record = {"n": len(job["attempts"]) + 1, "lane": lane, "solver": None, "outcome": "skipped",
-              "reason": reason, "duration_ms": 0.0, "queued_ms": 0.0}
-    job["attempts"].append(record)
+    job.attempts.append(Attempt(n=len(job.attempts) + 1, lane=lane, solver=None, outcome="skipped", reason=reason,
+                                duration_ms=0.0, queued_ms=0.0))
     return job, [("attempt.skipped", {"lane": lane, "outcome": "skipped", "reason": reason})]
 
 
-def succeed(job: dict[str, Any], result: dict[str, Any], solver: dict[str, Any], provenance: dict[str, Any],
-            now: float | None = None) -> tuple[dict[str, Any], list[Event]]:
+def succeed(job: Job, result: dict[str, Any], solver: dict[str, Any], provenance: dict[str, Any],
+            now: float | None = None) -> tuple[Job, list[Event]]:
     _require_active(job)
     now = time.time() if now is None else now
-    job.update(status="succeeded", finished_at=iso(now), result=result, solver=solver)
-    job["provenance"].update(provenance)
-    return job, [("job.succeeded", {"solver": solver, "provenance": job["provenance"], "result": result})]
+    job.status, job.finished_at, job.result, job.solver = "succeeded", iso(now), result, solver
+    for name, value in provenance.items():
+        setattr(job.provenance, name, value)
+    return job, [("job.succeeded", {"solver": solver, "provenance": job.provenance.model_dump(),
+                                    "result": result})]
 
 
-def fail(job: dict[str, Any], reason: str, now: float | None = None) -> tuple[dict[str, Any], list[Event]]:
+def fail(job: Job, reason: str, now: float | None = None) -> tuple[Job, list[Event]]:
     _require_active(job)
     now = time.time() if now is None else now
-    job.update(status="failed", finished_at=iso(now), error=reason, current=None)
+    job.status, job.finished_at, job.error, job.current = "failed", iso(now), reason, None
     return job, [("job.failed", {"reason": reason})]
 
 
-def cancel(job: dict[str, Any], now: float | None = None) -> tuple[dict[str, Any], list[Event]]:
+def cancel(job: Job, now: float | None = None) -> tuple[Job, list[Event]]:
     _require_active(job)
     now = time.time() if now is None else now
     events: list[Event] = []
-    if job.get("current"):
-        job, events = finish_attempt(job, job["current"]["n"], "cancelled", "cancelled by the client", now=now)
-    job.update(status="cancelled", finished_at=iso(now), error="cancelled by the client")
+    if job.current:
+        job, events = finish_attempt(job, job.current.n, "cancelled", "cancelled by the client", now=now)
+    job.status, job.finished_at, job.error = "cancelled", iso(now), "cancelled by the client"
     return job, events + [("job.cancelled", {})]
 
 
-PRIVATE_FIELDS = ("deadline", "current", "request", "client_id", "tenant", "audit_events", "dispatches")
+# -- the job resource --------------------------------------------------------------------------------------
+
+def _schema(**extra: Any) -> Any:
+    return Field(json_schema_extra=extra)
 
 
-def public_view(job: dict[str, Any]) -> dict[str, Any]:
-    """The job resource as the contract shows it to its tenant."""
-    view = {k: v for k, v in job.items() if k not in PRIVATE_FIELDS}
-    request = job.get("request", {})
-    view["request"] = {k: request.get(k) for k in ("solver", "strategy", "cost_tier", "metadata")}
-    view["attempts"] = [{k: v for k, v in a.items() if k != "n"} for a in job["attempts"]]
-    current = job.get("current")
-    view["current_lane"] = current["lane"] if current else None
-    view["audit"] = {"receipt_url": f"/api/v1/audit/jobs/{job['job_id']}/receipt"}
+class JobPlanStep(BaseModel):
+    lane: Lane
+    action: Literal["try", "skip"]
+    reason: str
+
+
+class JobAttempt(BaseModel):
+    lane: Lane
+    solver: str | None
+    outcome: Outcome
+    reason: str
+    duration_ms: float
+    queued_ms: float
+
+
+class JobSolver(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    lane: Lane
+    id: str
+    version: str
+
+
+class JobProvenance(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    fingerprint: Annotated[str, _schema(pattern="^sha256:[0-9a-f]{64}$")]
+    seed: int | None
+    calibration: dict[str, Any] | None
+
+
+class JobCostEstimate(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    usd: Annotated[float, _schema(minimum=0)]
+    basis: str
+
+
+class JobRequestOptions(BaseModel):
+    """The solve options shown back (not the problem, the seed or the callback URL)."""
+
+    solver: Literal[("auto", *LANES)]  # type: ignore[valid-type]
+    strategy: Literal["fallback", "portfolio"]
+    cost_tier: Literal["standard", "premium"]
+    metadata: dict[str, Any]
+
+
+class JobAudit(BaseModel):
+    receipt_url: str
+
+
+class JobView(BaseModel):
+    """The job resource (``GET /api/v1/jobs/<id>``, the body of a sync solve), as the contract shows it."""
+
+    model_config = ConfigDict(title="Job")
+
+    job_id: Annotated[str, _schema(pattern=f"^{JOB_ID.pattern}$")]
+    status: Status
+    kind: Kind
+    created_at: Annotated[str, _schema(format="date-time")]
+    finished_at: Annotated[str, _schema(format="date-time")] | None
+    latency_budget_ms: Annotated[int, _schema(minimum=1)]
+    plan: list[JobPlanStep]
+    attempts: list[JobAttempt]
+    result: dict[str, Any] | None
+    solver: JobSolver | None
+    error: str | None
+    provenance: JobProvenance
+    cost_estimate: JobCostEstimate
+    request: JobRequestOptions
+    current_lane: Lane | None
+    audit: JobAudit
+
+
+_DERIVED = ("request", "current_lane", "audit")  # computed below rather than copied from the record
+_COPIED = frozenset(JobView.model_fields) - {"attempts", *_DERIVED}
+_ATTEMPT_FIELDS = frozenset(JobAttempt.model_fields)
+
+
+def public_view(job: Job) -> dict[str, Any]:
+    """The job resource as the contract shows it to its tenant: the fields of ``JobView``, taken from the
+    record (private fields such as the tenant, the deadline, the lease and the raw request stay out)."""
+    record = job.model_dump()
+    view = {k: v for k, v in record.items() if k in _COPIED or k == "attempts"}
+    view["attempts"] = [{k: v for k, v in a.items() if k in _ATTEMPT_FIELDS} for a in record["attempts"]]
+    view["request"] = {k: job.request.get(k) for k in JobRequestOptions.model_fields}
+    view["current_lane"] = job.current.lane if job.current else None
+    view["audit"] = {"receipt_url": f"/api/v1/audit/jobs/{job.job_id}/receipt"}
     return view

@@ -1,4 +1,9 @@
-"""Jobs in Redis: every state change and its audit events are written in one MULTI/EXEC."""
+"""Jobs in Redis: every state change and its audit events are written in one MULTI/EXEC.
+
+A job is stored as the JSON of ``jobs.model.Job`` (``model_dump``): the same document, key for key, that
+the job dicts of earlier versions were stored as, so records written before and after the change read
+alike and no migration is needed.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,11 @@ from typing import Any, Callable
 import redis
 
 from audit.channel import emit
-from jobs.model import TERMINAL, Event
+from jobs.model import TERMINAL, Event, Job
 from telemetry.metrics import count_events
 
 LEASES = "qgate:leases"
-Transition = Callable[..., tuple[dict[str, Any], list[Event]]]
+Transition = Callable[..., tuple[Job, list[Event]]]
 
 
 def job_key(job_id: str) -> str:
@@ -44,10 +49,15 @@ def idempotency_key(tenant: str, key: str) -> str:
     return f"qgate:idem:{digest}"
 
 
-def _dumps(record: dict[str, Any]) -> str:
+def _dumps(record: dict[str, Any] | Job) -> str:
     """Strict JSON: a NaN or infinity is refused here (ValueError) rather than stored, answered as
-    invalid JSON, and sent to the audit log."""
-    return json.dumps(record, allow_nan=False)
+    invalid JSON, and sent to the audit log. A job is dumped in Python mode, which keeps a NaN a NaN
+    (JSON mode would quietly turn one inside ``result`` into null)."""
+    return json.dumps(record.model_dump() if isinstance(record, Job) else record, allow_nan=False)
+
+
+def _load_job(raw: str | bytes) -> Job:
+    return Job.model_validate_json(raw)
 
 
 class JobStore:
@@ -57,19 +67,19 @@ class JobStore:
         self.redis = client
         self.ttl_s = ttl_s
 
-    def create(self, job: dict[str, Any], problem: dict[str, Any], events: list[Event]) -> None:
-        job["audit_events"] = len(events)
+    def create(self, job: Job, problem: dict[str, Any], events: list[Event]) -> None:
+        job.audit_events = len(events)
         pipe = self.redis.pipeline(transaction=True)
-        pipe.set(job_key(job["job_id"]), _dumps(job))
-        pipe.set(problem_key(job["job_id"]), _dumps(problem))
-        pipe.sadd(active_key(job["tenant"]), job["job_id"])
+        pipe.set(job_key(job.job_id), _dumps(job))
+        pipe.set(problem_key(job.job_id), _dumps(problem))
+        pipe.sadd(active_key(job.tenant), job.job_id)
         self._track_lease(pipe, job)
         self._emit(pipe, job, events)
         pipe.execute()
 
-    def get(self, job_id: str) -> dict[str, Any] | None:
+    def get(self, job_id: str) -> Job | None:
         raw = self.redis.get(job_key(job_id))
-        return json.loads(raw) if raw else None
+        return _load_job(raw) if raw else None
 
     def problem(self, job_id: str) -> dict[str, Any] | None:
         raw = self.redis.get(problem_key(job_id))
@@ -91,7 +101,7 @@ class JobStore:
         self.redis.delete(idempotency_key(tenant, key))
 
     def transition(self, job_id: str, change: Transition, *args: Any, calibration: dict[str, Any] | None = None,
-                   **kwargs: Any) -> dict[str, Any]:
+                   **kwargs: Any) -> Job:
         """Apply ``change(job, *args)`` under optimistic locking (redis-py's ``transaction``: WATCH, read,
         MULTI, write, retry on a concurrent change); raises model.Conflict or KeyError.
 
@@ -101,11 +111,11 @@ class JobStore:
         key = job_key(job_id)
         watches = [key] + ([calibration_key(calibration["sha256"])] if calibration else [])
 
-        def apply(pipe: Any) -> dict[str, Any]:
+        def apply(pipe: Any) -> Job:
             raw = pipe.get(key)
             if raw is None:
                 raise KeyError(job_id)
-            job, events = change(json.loads(raw), *args, **kwargs)
+            job, events = change(_load_job(raw), *args, **kwargs)
             new_snapshot = bool(calibration) and not pipe.exists(watches[-1])
             pipe.multi()
             if new_snapshot:
@@ -121,41 +131,40 @@ class JobStore:
         """Drop a lease whose job is gone (expired or deleted)."""
         self.redis.zrem(LEASES, job_id)
 
-    def _write(self, pipe: Any, job: dict[str, Any], events: list[Event]) -> None:
-        job_id = job["job_id"]
-        job["audit_events"] = job.get("audit_events", 0) + len(events)
+    def _write(self, pipe: Any, job: Job, events: list[Event]) -> None:
+        job_id = job.job_id
+        job.audit_events = (job.audit_events or 0) + len(events)
         pipe.set(job_key(job_id), _dumps(job))
         self._track_lease(pipe, job)
-        if job["status"] in TERMINAL:
-            pipe.srem(active_key(job["tenant"]), job_id)
+        if job.status in TERMINAL:
+            pipe.srem(active_key(job.tenant), job_id)
             pipe.expire(job_key(job_id), self.ttl_s)
             pipe.expire(problem_key(job_id), self.ttl_s)
-            pipe.rpush(done_key(job_id), job["status"])
+            pipe.rpush(done_key(job_id), job.status)
             pipe.expire(done_key(job_id), 300)
         self._emit(pipe, job, events)
 
     @staticmethod
-    def _track_lease(pipe: Any, job: dict[str, Any]) -> None:
+    def _track_lease(pipe: Any, job: Job) -> None:
         """Every attempt in flight, the first included, is in the watchdog's lease set."""
-        current = job.get("current")
-        if current:
-            pipe.zadd(LEASES, {job["job_id"]: current["lease_until"]})
+        if job.current:
+            pipe.zadd(LEASES, {job.job_id: job.current.lease_until})
         else:
-            pipe.zrem(LEASES, job["job_id"])
+            pipe.zrem(LEASES, job.job_id)
 
     @staticmethod
-    def _emit(pipe: Any, job: dict[str, Any], events: list[Event]) -> None:
+    def _emit(pipe: Any, job: Job, events: list[Event]) -> None:
         for event_type, data in events:
-            emit(pipe, event_type, job_id=job["job_id"], tenant=job["tenant"], **data)
+            emit(pipe, event_type, job_id=job.job_id, tenant=job.tenant, **data)
         count_events(pipe, events)
 
-    def wait_until_finished(self, job_id: str, timeout_s: float, blocking: redis.Redis) -> dict[str, Any] | None:
+    def wait_until_finished(self, job_id: str, timeout_s: float, blocking: redis.Redis) -> Job | None:
         """Wait up to ``timeout_s`` for the job to end; return it as it then stands."""
         end = time.monotonic() + timeout_s
         while True:
             job = self.get(job_id)
             left = end - time.monotonic()
-            if job is None or job["status"] in TERMINAL or left <= 0:
+            if job is None or job.status in TERMINAL or left <= 0:
                 return job
             blocking.blpop([done_key(job_id)], timeout=min(left, 1.0))
 

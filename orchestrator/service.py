@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping, Protocol, TypeVar
 import redis
 
 from jobs import model
+from jobs.model import Job
 from jobs.store import JobStore
 from routing import fallback
 from routing.estimates import job_cost_estimate, lane_costs
@@ -37,7 +38,7 @@ ALARM_SLACK_S = 0.25  # solvers honour their own limit; the runtime's alarm is f
 class Enqueuer(Protocol):
     """Puts a job's current attempt on its lane's queue (Celery's implementation lives in workers/)."""
 
-    def enqueue(self, job: dict[str, Any]) -> None: ...
+    def enqueue(self, job: Job) -> None: ...
 
     def revoke(self, task_id: str) -> None: ...
 
@@ -173,7 +174,7 @@ class JobService:
 
     # -- admission ---------------------------------------------------------------------------------
 
-    def submit(self, caller: Caller, submission: Submission) -> tuple[dict[str, Any], bool]:
+    def submit(self, caller: Caller, submission: Submission) -> tuple[Job, bool]:
         """Admit a job: plan its lanes, store it with its first attempt and events, enqueue it.
 
         Returns the job and whether it is an earlier job replayed for the same idempotency key.
@@ -191,7 +192,7 @@ class JobService:
                 self.store.release_idempotency(caller.tenant, key)
             raise
 
-    def _claim(self, tenant: str, key: str, request_hash: str, job_id: str) -> dict[str, Any] | None:
+    def _claim(self, tenant: str, key: str, request_hash: str, job_id: str) -> Job | None:
         bound = self.store.claim_idempotency(tenant, key, request_hash, job_id)
         if bound is None:
             return None
@@ -201,7 +202,7 @@ class JobService:
         job = self.store.get(bound_job) if model.is_job_id(bound_job) else None
         if job is None:
             raise IdempotencyConflict("Idempotency-Key is being used by a request still in progress; retry")
-        if job["tenant"] != tenant:
+        if job.tenant != tenant:
             raise IdempotencyConflict("Idempotency-Key was already used with a different request")
         return job
 
@@ -214,7 +215,7 @@ class JobService:
                           standard_tier_max_usd=self.config.standard_tier_max_usd)
         return plan, costs
 
-    def _admit(self, job_id: str, caller: Caller, submission: Submission) -> dict[str, Any]:
+    def _admit(self, job_id: str, caller: Caller, submission: Submission) -> Job:
         limit = self.config.max_active_jobs_per_tenant
         if self.store.active_count(caller.tenant) >= limit:
             raise QuotaExceeded(f"quota: at most {limit} unfinished jobs per tenant", retry_after_s=5)
@@ -230,34 +231,35 @@ class JobService:
         self._enqueue(job)
         return job
 
-    def _enqueue(self, job: dict[str, Any]) -> None:
+    def _enqueue(self, job: Job) -> None:
         """Publish the job's current attempt. One that cannot be published is not lost: its lease is in
         the watchdog's set, which concludes it when the lease runs out."""
         try:
             self.enqueuer.enqueue(job)
         except Exception as exc:  # the broker is away (kombu's OperationalError and friends)
             if self.log is not None:
-                self.log.error("enqueue_failed", job_id=job["job_id"], error=f"{type(exc).__name__}: {exc}")
+                self.log.error("enqueue_failed", job_id=job.job_id, error=f"{type(exc).__name__}: {exc}")
 
     # -- reading and cancelling -----------------------------------------------------------------------
 
-    def job_of(self, tenant: str, job_id: str) -> dict[str, Any]:
+    def job_of(self, tenant: str, job_id: str) -> Job:
         """The job if it belongs to ``tenant``; JobNotFound alike for missing and foreign jobs."""
         job = self.store.get(job_id) if model.is_job_id(job_id) else None
-        if job is None or job["tenant"] != tenant:
+        if job is None or job.tenant != tenant:
             raise JobNotFound("job not found")
         return job
 
-    def cancel(self, tenant: str, job_id: str) -> dict[str, Any]:
-        current = self.job_of(tenant, job_id).get("current")
+    def cancel(self, tenant: str, job_id: str) -> Job:
+        current = self.job_of(tenant, job_id).current
         try:
             job = self.store.transition(job_id, model.cancel)
         except model.Conflict:
-            status = (self.store.get(job_id) or {}).get("status", "finished")
+            now = self.store.get(job_id)
+            status = now.status if now is not None else "finished"
             raise JobAlreadyFinished(f"job already {status}") from None
         if current:
             try:
-                self.enqueuer.revoke(current["task_id"])
+                self.enqueuer.revoke(current.task_id)
             except Exception:  # a queued copy is refused as stale anyway
                 pass
         return job
@@ -278,8 +280,8 @@ class JobService:
                 continue
             moved += 1
             if self.log is not None:
-                self.log.warning("lease_expired", job_id=job_id, status=job["status"],
-                                 reason=job["attempts"][-1]["reason"])
+                self.log.warning("lease_expired", job_id=job_id, status=job.status,
+                                 reason=job.attempts[-1].reason)
             self._enqueue(job)
         return moved
 
@@ -294,24 +296,24 @@ class JobService:
         except (model.Conflict, KeyError) as exc:
             self._info("attempt_stale", reason=str(exc))
             return "stale"
-        current = job.get("current")
-        if not current or current["n"] != attempt:
-            self._info("attempt_expired_in_queue", reason=job["attempts"][-1]["reason"], status=job["status"])
+        current = job.current
+        if not current or current.n != attempt:
+            self._info("attempt_expired_in_queue", reason=job.attempts[-1].reason, status=job.status)
             self._enqueue(job)
             return "timeout"
-        self._info("attempt_started", tenant=job["tenant"])
+        self._info("attempt_started", tenant=job.tenant)
         done = self._solve(lane, job_id, job, runtime)
         try:
-            job = self._conclude(job_id, attempt, done, current["lease_until"])
+            job = self._conclude(job_id, attempt, done, current.lease_until)
         except (model.Conflict, KeyError) as exc:
             self._info("attempt_discarded", outcome=done.outcome, reason=str(exc))
             return "stale"
-        self._info("attempt_finished", outcome=done.outcome, reason=done.reason, status=job["status"])
+        self._info("attempt_finished", outcome=done.outcome, reason=done.reason, status=job.status)
         self._enqueue(job)
         return done.outcome
 
-    def _conclude(self, job_id: str, attempt: int, done: AttemptOutcome, until: float) -> dict[str, Any]:
-        def conclude(outcome: AttemptOutcome) -> Callable[[], dict[str, Any]]:
+    def _conclude(self, job_id: str, attempt: int, done: AttemptOutcome, until: float) -> Job:
+        def conclude(outcome: AttemptOutcome) -> Callable[[], Job]:
             return lambda: self.store.transition(
                 job_id, fallback.conclude_attempt, attempt, outcome.outcome, outcome.reason,
                 self.config.lease_grace_ms, solver=outcome.solver, result=outcome.result,
@@ -323,11 +325,12 @@ class JobService:
             failed = AttemptOutcome("failed", f"the answer cannot be stored: {exc}"[:300], solver=done.solver)
             return _with_redis(conclude(failed), until, "conclude the attempt", self.log)
 
-    def _solve(self, lane: str, job_id: str, job: dict[str, Any], runtime: LaneRuntime) -> AttemptOutcome:
+    def _solve(self, lane: str, job_id: str, job: Job, runtime: LaneRuntime) -> AttemptOutcome:
         solver_info = None
-        current = job["current"]
-        deadline = current["deadline"]
-        seed = job["request"].get("seed")
+        current = job.current
+        assert current is not None
+        deadline = current.deadline
+        seed = job.request.get("seed")
         try:
             data = _with_redis(lambda: self.store.problem(job_id), deadline, "read the problem", self.log)
             problem = parse_problem(data)
@@ -349,7 +352,7 @@ class JobService:
                           "calibration": _calibration_reference(calibration)}
             return AttemptOutcome("succeeded", "", solver_info, result, provenance, calibration)
         except AttemptTimeLimit:
-            return AttemptOutcome("timeout", f"time limit of {current['limit_ms']} ms reached", solver_info)
+            return AttemptOutcome("timeout", f"time limit of {current.limit_ms} ms reached", solver_info)
         except SolverRefused as exc:
             return AttemptOutcome("skipped", str(exc), solver_info)
         except TimeoutError as exc:

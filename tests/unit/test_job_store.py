@@ -10,7 +10,7 @@ from jobs.store import LEASES, JobStore, idempotency_key
 from routing import fallback
 
 
-def _new(store: JobStore, tenant: str = "acme") -> dict:
+def _new(store: JobStore, tenant: str = "acme") -> model.Job:
     job, events = model.new_job(job_id=model.new_job_id(), tenant=tenant, client_id="c", kind="tsp",
                                 budget_ms=5000, request={}, plan=[{"lane": "heuristic", "action": "try",
                                                                    "reason": "first lane"}],
@@ -23,7 +23,7 @@ def _new(store: JobStore, tenant: str = "acme") -> dict:
 def test_the_first_attempt_is_in_the_watchdogs_lease_set() -> None:
     store = JobStore(fakeredis.FakeRedis(decode_responses=True), 3600)
     job = _new(store)
-    assert store.redis.zscore(LEASES, job["job_id"]) == pytest.approx(job["current"]["lease_until"])
+    assert store.redis.zscore(LEASES, job.job_id) == pytest.approx(job.current.lease_until)
 
 
 @pytest.mark.parametrize("first, second", [(("acme:k2", "y"), ("acme", "k2:y")), (("a", "b:c"), ("a:b", "c")),

@@ -47,12 +47,12 @@ class RecordingEnqueuer:
     revoked: list[str] = field(default_factory=list)
     fail: bool = False
 
-    def enqueue(self, job: dict[str, Any]) -> None:
+    def enqueue(self, job: model.Job) -> None:
         if self.fail:
             raise ConnectionError("broker away")
-        current = job.get("current")
+        current = job.current
         if current:
-            self.sent.append((job["job_id"], current["n"], current["lane"]))
+            self.sent.append((job.job_id, current.n, current.lane))
 
     def revoke(self, task_id: str) -> None:
         self.revoked.append(task_id)
@@ -116,7 +116,7 @@ def service() -> JobService:
 
 
 def _submit(service: JobService, *, solver: str = "heuristic", budget_ms: int = 5000, key: str | None = None,
-            body: Any = None, caller: Caller | None = None, problem: dict = TSP) -> tuple[dict, bool]:
+            body: Any = None, caller: Caller | None = None, problem: dict = TSP) -> tuple[model.Job, bool]:
     submission = Submission(parse_problem(problem), budget_ms, {"solver": solver, "seed": 7},
                             idempotency_key=key, body=body if body is not None else {"problem": problem})
     return service.submit(caller or Caller(), submission)
@@ -124,17 +124,17 @@ def _submit(service: JobService, *, solver: str = "heuristic", budget_ms: int = 
 
 def test_admission_stores_the_job_with_its_lease_and_enqueues_the_first_lane(service: JobService) -> None:
     job, replayed = _submit(service)
-    assert not replayed and job["status"] == "queued"
-    assert service.enqueuer.sent == [(job["job_id"], 1, "heuristic")]
-    assert service.store.redis.zscore(LEASES, job["job_id"]) == pytest.approx(job["current"]["lease_until"])
-    assert service.store.problem(job["job_id"])["kind"] == "tsp"
-    assert service.job_of("acme", job["job_id"])["job_id"] == job["job_id"]
+    assert not replayed and job.status == "queued"
+    assert service.enqueuer.sent == [(job.job_id, 1, "heuristic")]
+    assert service.store.redis.zscore(LEASES, job.job_id) == pytest.approx(job.current.lease_until)
+    assert service.store.problem(job.job_id)["kind"] == "tsp"
+    assert service.job_of("acme", job.job_id).job_id == job.job_id
 
 
 def test_a_job_that_cannot_be_published_is_still_admitted_and_left_to_its_lease(service: JobService) -> None:
     service.enqueuer.fail = True
     job, _ = _submit(service)
-    assert service.store.redis.zscore(LEASES, job["job_id"]) is not None
+    assert service.store.redis.zscore(LEASES, job.job_id) is not None
 
 
 def test_no_lane_for_the_kind_is_unprocessable(service: JobService) -> None:
@@ -162,17 +162,17 @@ def test_quota_of_unfinished_jobs(service: JobService) -> None:
 def test_idempotency_replays_the_same_job_and_refuses_another_body(service: JobService) -> None:
     first, _ = _submit(service, key="k1", body={"a": 1})
     again, replayed = _submit(service, key="k1", body={"a": 1})
-    assert replayed and again["job_id"] == first["job_id"] and len(service.enqueuer.sent) == 1
+    assert replayed and again.job_id == first.job_id and len(service.enqueuer.sent) == 1
     with pytest.raises(IdempotencyConflict):
         _submit(service, key="k1", body={"a": 2})
     other, replayed = _submit(service, key="k1", body={"a": 1}, caller=Caller(tenant="acme2"))
-    assert not replayed and other["job_id"] != first["job_id"]
+    assert not replayed and other.job_id != first.job_id
 
 
 def test_idempotency_hashes_canonical_json_so_key_order_and_number_form_do_not_matter(service: JobService) -> None:
     first, _ = _submit(service, key="k2", body={"a": 1.0, "b": [2]})
     again, replayed = _submit(service, key="k2", body={"b": [2], "a": 1})
-    assert replayed and again["job_id"] == first["job_id"]
+    assert replayed and again.job_id == first.job_id
 
 
 def test_an_admission_that_fails_releases_its_idempotency_key(service: JobService) -> None:
@@ -184,17 +184,17 @@ def test_an_admission_that_fails_releases_its_idempotency_key(service: JobServic
     assert not replayed
 
 
-def _run(service: JobService, job: dict, runtime: Runtime | None = None) -> str:
-    current = job["current"]
-    return service.run_attempt(current["lane"], job["job_id"], current["n"], "w1", runtime or Runtime())
+def _run(service: JobService, job: model.Job, runtime: Runtime | None = None) -> str:
+    current = job.current
+    return service.run_attempt(current.lane, job.job_id, current.n, "w1", runtime or Runtime())
 
 
 def test_an_attempt_that_succeeds_ends_the_job_with_a_scored_loggable_result(service: JobService) -> None:
     job, _ = _submit(service)
     assert _run(service, job) == "succeeded"
-    done = service.job_of("acme", job["job_id"])
-    assert done["status"] == "succeeded" and done["result"]["cost"] == pytest.approx(16.0)
-    assert done["provenance"]["solver_details"]["energy"] is None  # inf made loggable
+    done = service.job_of("acme", job.job_id)
+    assert done.status == "succeeded" and done.result["cost"] == pytest.approx(16.0)
+    assert done.provenance.solver_details["energy"] is None  # inf made loggable
     json.loads(service.store.redis.get(f"qgate:job:{job['job_id']}"), parse_constant=pytest.fail)
 
 
@@ -207,12 +207,12 @@ def test_an_attempt_that_succeeds_ends_the_job_with_a_scored_loggable_result(ser
 def test_an_attempt_that_does_not_answer_falls_back(service: JobService, runtime: Runtime, outcome: str,
                                                      reason: str) -> None:
     job, _ = _submit(service, solver="auto", problem={"kind": "qubo", "n": 2, "terms": [[0, 1, -1]]})
-    assert job["current"]["lane"] == "sim"
+    assert job.current.lane == "sim"
     assert _run(service, job, runtime) == outcome
-    after = service.job_of("acme", job["job_id"])
-    tried = [a for a in after["attempts"] if a["lane"] == "sim"][0]
-    assert tried["outcome"] == outcome and reason in tried["reason"]
-    assert after["current"]["lane"] == "heuristic" and service.enqueuer.sent[-1][2] == "heuristic"
+    after = service.job_of("acme", job.job_id)
+    tried = [a for a in after.attempts if a.lane == "sim"][0]
+    assert tried.outcome == outcome and reason in tried.reason
+    assert after.current.lane == "heuristic" and service.enqueuer.sent[-1][2] == "heuristic"
 
 
 def test_a_stale_or_redelivered_attempt_is_dropped(service: JobService) -> None:
@@ -226,16 +226,16 @@ def test_an_attempt_whose_share_was_spent_in_the_queue_is_not_started(service: J
     job, _ = _submit(service, budget_ms=200)
     time.sleep(0.25)
     assert _run(service, job) == "timeout"
-    after = service.job_of("acme", job["job_id"])
-    assert after["status"] == "failed" and "in the heuristic queue" in after["attempts"][0]["reason"]
+    after = service.job_of("acme", job.job_id)
+    assert after.status == "failed" and "in the heuristic queue" in after.attempts[0].reason
 
 
 def test_lease_expiry_moves_the_job_on(service: JobService) -> None:
     job, _ = _submit(service, solver="auto", problem={"kind": "qubo", "n": 2, "terms": [[0, 1, -1]]})
-    assert service.expire_leases(now=job["current"]["lease_until"] + 0.01) == 1
-    after = service.job_of("acme", job["job_id"])
-    assert after["attempts"][-1]["outcome"] == "timeout" and after["current"]["lane"] == "heuristic"
-    assert service.expire_leases(now=job["current"]["lease_until"] + 0.01) == 0
+    assert service.expire_leases(now=job.current.lease_until + 0.01) == 1
+    after = service.job_of("acme", job.job_id)
+    assert after.attempts[-1].outcome == "timeout" and after.current.lane == "heuristic"
+    assert service.expire_leases(now=job.current.lease_until + 0.01) == 0
 
 
 def test_a_lease_of_a_vanished_job_is_forgotten(service: JobService) -> None:
@@ -246,16 +246,16 @@ def test_a_lease_of_a_vanished_job_is_forgotten(service: JobService) -> None:
 
 def test_cancel_ends_an_unfinished_job_and_refuses_a_finished_one(service: JobService) -> None:
     job, _ = _submit(service)
-    cancelled = service.cancel("acme", job["job_id"])
-    assert cancelled["status"] == "cancelled" and service.enqueuer.revoked == [f"{job['job_id']}.1"]
+    cancelled = service.cancel("acme", job.job_id)
+    assert cancelled.status == "cancelled" and service.enqueuer.revoked == [f"{job.job_id}.1"]
     with pytest.raises(JobAlreadyFinished):
-        service.cancel("acme", job["job_id"])
+        service.cancel("acme", job.job_id)
     assert _run(service, job) == "stale"
 
 
 def test_other_tenants_and_malformed_ids_are_not_found(service: JobService) -> None:
     job, _ = _submit(service)
-    for tenant, job_id in (("other", job["job_id"]), ("acme", job["job_id"] + ":problem"), ("acme", "x")):
+    for tenant, job_id in (("other", job.job_id), ("acme", job.job_id + ":problem"), ("acme", "x")):
         with pytest.raises(JobNotFound):
             service.job_of(tenant, job_id)
         with pytest.raises(JobNotFound):
@@ -271,7 +271,7 @@ def test_a_calibration_snapshot_is_recorded_once_in_the_conclusions_transaction(
     events = [json.loads(fields["event"])["type"] for _, fields in service.store.redis.xrange("qgate:audit:events")]
     assert events.count("calibration.recorded") == 1
     assert json.loads(service.store.redis.get(calibration_key("ab" * 32)))["backend"] == "fake_manila"
-    assert service.job_of("acme", job["job_id"])["provenance"]["calibration"]["sha256"] == "ab" * 32
+    assert service.job_of("acme", job.job_id).provenance.calibration["sha256"] == "ab" * 32
 
 
 def test_a_stale_conclusion_records_no_calibration(service: JobService) -> None:
@@ -280,7 +280,7 @@ def test_a_stale_conclusion_records_no_calibration(service: JobService) -> None:
 
     class CancelsMidSolve(FakeSolver):
         def solve(self, problem: Any, *, time_limit_s: float, seed: int | None) -> Solution:
-            service.cancel("acme", job["job_id"])
+            service.cancel("acme", job.job_id)
             return super().solve(problem, time_limit_s=time_limit_s, seed=seed)
 
     assert _run(service, job, Runtime(CancelsMidSolve(calibration=snapshot))) == "stale"
@@ -300,4 +300,4 @@ def test_the_time_limit_passes_through_a_solvers_catch_all(service: JobService) 
 
     job, _ = _submit(service)
     assert _run(service, job, Runtime(CatchesEverything())) == "timeout"
-    assert "time limit of" in service.job_of("acme", job["job_id"])["attempts"][0]["reason"]
+    assert "time limit of" in service.job_of("acme", job.job_id).attempts[0].reason
