@@ -160,9 +160,9 @@ def _counted_events(job_id: str) -> int:
         raise ApiError(404, "no audit entries for this job")
     job = svc.jobs.get(job_id)
     known = job is not None or svc.redis.exists(job_index_key(job_id))
-    if not known or (job is not None and job["tenant"] != g.principal.tenant):
+    if not known or (job is not None and job.tenant != g.principal.tenant):
         raise ApiError(404, "no audit entries for this job")
-    return job.get("audit_events", 0) if job else 0
+    return (job.audit_events or 0) if job else 0
 
 
 def _wait_for_entries(job_id: str, expected: int, *, checkpointed: bool) -> tuple[list[int], str | None]:

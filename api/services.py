@@ -11,6 +11,7 @@ from api.clients import ClientStore
 from api.keys import SigningKey, load_signing_key
 from api.tokens import ExternalIssuer, TokenVerifier, jwks_of
 from jobs.connection import connect
+from jobs.model import Job
 from jobs.store import JobStore
 from orchestrator.service import Enqueuer, JobService, ServiceConfig
 from routing.health import LaneHealth
@@ -22,7 +23,7 @@ class MissingEnqueuer:
     """Stands in when an app is built without a broker (tests of the HTTP surface): publishing fails,
     and the orchestrator leaves the attempt to its lease."""
 
-    def enqueue(self, job: dict) -> None:
+    def enqueue(self, job: Job) -> None:
         raise RuntimeError("this app was built without an enqueuer")
 
     def revoke(self, task_id: str) -> None:

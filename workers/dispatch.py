@@ -3,8 +3,7 @@ lane's queue."""
 
 from __future__ import annotations
 
-from typing import Any
-
+from jobs.model import Job
 from workers.app import app
 
 HARD_LIMIT_MARGIN_S = 5.0
@@ -25,27 +24,15 @@ class CeleryEnqueuer:
     def __init__(self, lease_grace_ms: int) -> None:
         self.grace_s = lease_grace_ms / 1000
 
-    def enqueue(self, job: dict[str, Any]) -> None:
-        current = job.get("current")
+    def enqueue(self, job: Job) -> None:
+        current = job.current
         if not current:
             return
-        hard_s = max(current["limit_ms"], 1) / 1000 + self.grace_s + HARD_LIMIT_MARGIN_S
-        app.send_task(task_name(current["lane"]), args=[job["job_id"], current["n"]],
-                      task_id=current["task_id"], queue=current["lane"], time_limit=hard_s)
+        hard_s = max(current.limit_ms, 1) / 1000 + self.grace_s + HARD_LIMIT_MARGIN_S
+        app.send_task(task_name(current.lane), args=[job.job_id, current.n],
+                      task_id=current.task_id, queue=current.lane, time_limit=hard_s)
 
     def revoke(self, task_id: str) -> None:
         """Ask every worker to drop the attempt if it has not started; a running one finishes into a CAS
         that fails, so its answer is discarded."""
         app.control.revoke(task_id)
-
-
-def enqueue_current(job: dict[str, Any]) -> None:
-    """Kept for callers not yet on the service."""
-    from settings import get_settings
-
-    CeleryEnqueuer(get_settings().lease_grace_ms).enqueue(job)
-
-
-def revoke_attempt(task_id: str) -> None:
-    """Kept for callers not yet on the service."""
-    app.control.revoke(task_id)
