@@ -60,23 +60,9 @@ def _absent_when_none(value: Any) -> bool:
 
 
 class Record(BaseModel):
-    """A part of the stored job. Item access (``job["status"]``, ``job.get("current")``) remains for the
-    edges that still read the job as the dict it was (``workers.dispatch``, ``api.audit``); new code
-    uses attributes."""
+    """A part of the stored job."""
 
     model_config = ConfigDict(extra="forbid")
-
-    def __getitem__(self, name: str) -> Any:
-        if name in type(self).model_fields or name in (self.__pydantic_extra__ or {}):
-            return getattr(self, name)
-        raise KeyError(name)
-
-    def get(self, name: str, default: Any = None) -> Any:
-        try:
-            value = self[name]
-        except KeyError:
-            return default
-        return default if value is None and name in _ABSENT_WHEN_NONE else value
 
 
 class PlanStep(Record):

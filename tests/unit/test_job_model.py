@@ -173,18 +173,6 @@ def test_the_public_view_is_a_job_view(name: str) -> None:
     assert {"tenant", "client_id", "deadline", "current", "dispatches", "audit_events"}.isdisjoint(view)
 
 
-def test_edges_that_still_read_the_job_as_a_dict_keep_working() -> None:
-    """``workers.dispatch`` and ``api.audit`` index the job as they did the dict."""
-    job = Job.model_validate_json(PREVIOUS["running"][0])
-    current = job.get("current")
-    assert job["job_id"] == "b" * 32 and job["tenant"] == "acme"
-    assert (current["lane"], current["n"], current["limit_ms"], current["task_id"]) == ("qpu", 1, 5000, "b" * 32 + ".1")
-    done = Job.model_validate_json(PREVIOUS["never_dispatched"][0])
-    assert done.get("current") is None and done.get("dispatches", 0) == 0
-    with pytest.raises(KeyError):
-        job["nope"]
-
-
 def test_the_openapi_job_schema_is_the_job_views() -> None:
     from api.openapi import openapi_document
 

@@ -195,7 +195,7 @@ def test_an_attempt_that_succeeds_ends_the_job_with_a_scored_loggable_result(ser
     done = service.job_of("acme", job.job_id)
     assert done.status == "succeeded" and done.result["cost"] == pytest.approx(16.0)
     assert done.provenance.solver_details["energy"] is None  # inf made loggable
-    json.loads(service.store.redis.get(f"qgate:job:{job['job_id']}"), parse_constant=pytest.fail)
+    json.loads(service.store.redis.get(f"qgate:job:{job.job_id}"), parse_constant=pytest.fail)
 
 
 @pytest.mark.parametrize("runtime, outcome, reason", [
