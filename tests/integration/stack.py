@@ -4,6 +4,7 @@ lane, the audit worker, the watchdog and gunicorn serving the app over real HTTP
 from __future__ import annotations
 
 import itertools
+import secrets
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ from typing import Any, Iterator
 
 import redis
 import requests
+import requests.adapters
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -316,3 +318,24 @@ class Stack:
         if standby is not None:
             procs["audit-standby"] = standby
         return {name: proc for name, proc in procs.items() if proc is not None}
+
+
+class SourceAddressAdapter(requests.adapters.HTTPAdapter):
+    """Connects from a chosen local address."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, source_address=(self.address, 0), **kwargs)
+
+
+def loopback_session() -> requests.Session:
+    """A session speaking from a fresh loopback address (never 127.0.0.1), so that what counts per
+    source address (failed logins) never spills over onto the other tests."""
+    session = requests.Session()
+    address = f"127.{secrets.randbelow(250) + 1}.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"
+    session.mount("http://", SourceAddressAdapter(address))
+    session.address = address  # type: ignore[attr-defined]
+    return session

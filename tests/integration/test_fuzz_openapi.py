@@ -28,7 +28,6 @@ import collections
 import json
 import os
 import re
-import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -37,7 +36,6 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, seed, settings, strategies as st
-from requests.adapters import HTTPAdapter
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.parameters import ParameterLocation
@@ -50,7 +48,7 @@ from api.openapi import openapi_document
 from settings import Settings
 from tests.integration import problems
 from tests.integration.conftest import ALL_SCOPES
-from tests.integration.stack import Stack
+from tests.integration.stack import Stack, loopback_session
 
 SCALE = float(os.environ.get("QGATE_FUZZ_SCALE", "1"))
 SEED = int(os.environ["QGATE_FUZZ_SEED"]) if os.environ.get("QGATE_FUZZ_SEED") else None
@@ -217,23 +215,6 @@ NEGATIVE_REJECTION = excusing(negative_data_rejection, defect_lax_number_coercio
 
 # --- the fuzzer -----------------------------------------------------------------------------------------
 
-class SourceAddressAdapter(HTTPAdapter):
-    def __init__(self, address: str) -> None:
-        self.address = address
-        super().__init__()
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, source_address=(self.address, 0), **kwargs)
-
-
-def own_address_session() -> requests.Session:
-    """Requests from a fresh loopback address: failed logins count against it, never 127.0.0.1."""
-    session = requests.Session()
-    address = f"127.{secrets.randbelow(250) + 1}.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"
-    session.mount("http://", SourceAddressAdapter(address))
-    return session
-
-
 @dataclass
 class Tally:
     started: float = field(default_factory=time.monotonic)
@@ -309,7 +290,7 @@ def fuzzer(stack: Stack) -> Iterator[Fuzzer]:
     }})
     schema = schemathesis.openapi.from_url(stack.url + "/openapi.json", config=config, timeout=30)
     basic = base64.b64encode(f"{client['client_id']}:{client['client_secret']}".encode()).decode()
-    session = own_address_session()
+    session = loopback_session()
     yield Fuzzer(url=stack.url, schema=schema, token=stack.token(client), basic=f"Basic {basic}",
                  scopeless_token=stack.token(scopeless), session=session)
     session.close()

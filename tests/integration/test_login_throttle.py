@@ -13,33 +13,12 @@ import time
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from api.auth import (LOGIN_FAILURE_WINDOW_S, LOGIN_FAILURES_PER_ADDRESS, LOGIN_FAILURES_PER_CLIENT,
                       MAX_CLIENT_ID_CHARS)
-from tests.integration.stack import Stack
+from tests.integration.stack import Stack, loopback_session
 
 SCOPES = "quantum:solve solver:heuristic"
-
-
-class SourceAddressAdapter(HTTPAdapter):
-    """Connects from a chosen local address."""
-
-    def __init__(self, address: str) -> None:
-        self.address = address
-        super().__init__()
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, source_address=(self.address, 0), **kwargs)
-
-
-def speaker() -> requests.Session:
-    """A session speaking from a fresh loopback address, never 127.0.0.1."""
-    session = requests.Session()
-    address = f"127.{secrets.randbelow(250) + 1}.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"
-    session.mount("http://", SourceAddressAdapter(address))
-    session.address = address  # type: ignore[attr-defined]
-    return session
 
 
 def login(stack: Stack, session: requests.Session, client_id: str, secret: str, **headers: str) -> requests.Response:
@@ -72,12 +51,12 @@ def fail(stack: Stack, session: requests.Session, client_id: str, times: int) ->
 
 def test_a_client_id_is_locked_after_its_failures_even_for_the_right_secret(stack: Stack) -> None:
     client, other = fresh_client(stack), fresh_client(stack)
-    session = speaker()
+    session = loopback_session()
     fail(stack, session, client["client_id"], LOGIN_FAILURES_PER_CLIENT)
     assert_throttled(login(stack, session, client["client_id"], "wrong"))
     # Refused too: answering it would need the scrypt the lockout saves, and would end the guessing.
     assert_throttled(login(stack, session, client["client_id"], client["client_secret"]))
-    assert_throttled(login(stack, speaker(), client["client_id"], client["client_secret"]))  # from anywhere
+    assert_throttled(login(stack, loopback_session(), client["client_id"], client["client_secret"]))  # from anywhere
     assert login(stack, session, other["client_id"], other["client_secret"]).status_code == 200  # others unaffected
     # The window passes (shortened here rather than waited out): the right secret works again.
     redis = stack.redis()
@@ -89,9 +68,9 @@ def test_a_client_id_is_locked_after_its_failures_even_for_the_right_secret(stac
 
 def test_throttled_answers_cost_no_scrypt(stack: Stack) -> None:
     locked, measured = fresh_client(stack), fresh_client(stack)
-    session = speaker()
+    session = loopback_session()
     fail(stack, session, locked["client_id"], LOGIN_FAILURES_PER_CLIENT)
-    failing = fail(stack, speaker(), measured["client_id"], 5)
+    failing = fail(stack, loopback_session(), measured["client_id"], 5)
     started = time.perf_counter()
     for _ in range(20):
         assert_throttled(login(stack, session, locked["client_id"], "wrong"))
@@ -101,7 +80,7 @@ def test_throttled_answers_cost_no_scrypt(stack: Stack) -> None:
 
 def test_successful_logins_are_not_counted(stack: Stack) -> None:
     client = fresh_client(stack)
-    session = speaker()
+    session = loopback_session()
     for _ in range(LOGIN_FAILURES_PER_CLIENT + 3):
         reply = login(stack, session, client["client_id"], client["client_secret"])
         assert reply.status_code == 200, reply.text
@@ -111,7 +90,7 @@ def test_successful_logins_are_not_counted(stack: Stack) -> None:
 def test_an_address_is_locked_after_failures_on_many_client_ids(stack: Stack) -> None:
     """The per-address limit does not care which ids were tried, nor what X-Forwarded-For claims."""
     client = fresh_client(stack)
-    session = speaker()
+    session = loopback_session()
     for attempt in range(LOGIN_FAILURES_PER_ADDRESS):
         reply = login(stack, session, "qc_" + secrets.token_hex(12), "wrong",
                       **{"X-Forwarded-For": f"203.0.113.{attempt}"})
@@ -119,11 +98,11 @@ def test_an_address_is_locked_after_failures_on_many_client_ids(stack: Stack) ->
     assert_throttled(login(stack, session, "qc_" + secrets.token_hex(12), "wrong",
                            **{"X-Forwarded-For": "198.51.100.7"}))
     assert_throttled(login(stack, session, client["client_id"], client["client_secret"]))
-    assert login(stack, speaker(), client["client_id"], client["client_secret"]).status_code == 200
+    assert login(stack, loopback_session(), client["client_id"], client["client_secret"]).status_code == 200
 
 
 def test_counters_are_keyed_by_hashes_never_by_what_the_caller_sent(stack: Stack) -> None:
-    session = speaker()
+    session = loopback_session()
     odd = "qc_*:{evil}\r\n"  # in the form body: Basic cannot carry a ':' in the id
     reply = session.post(stack.url + "/oauth/token", timeout=30,
                          data={"grant_type": "client_credentials", "client_id": odd, "client_secret": "wrong"})
@@ -136,7 +115,7 @@ def test_counters_are_keyed_by_hashes_never_by_what_the_caller_sent(stack: Stack
 
 def test_oversized_credentials_are_refused_cheaply_and_not_counted(stack: Stack) -> None:
     client = fresh_client(stack)
-    session = speaker()
+    session = loopback_session()
     started = time.perf_counter()
     for _ in range(LOGIN_FAILURES_PER_ADDRESS + 5):
         assert login(stack, session, "q" * (MAX_CLIENT_ID_CHARS + 1), "x").status_code == 401
@@ -152,6 +131,6 @@ def test_the_basic_scheme_is_case_insensitive(stack: Stack) -> None:
     client = fresh_client(stack)
     credentials = base64.b64encode(f"{client['client_id']}:{client['client_secret']}".encode()).decode()
     for scheme in ("basic", "BASIC"):
-        reply = speaker().post(stack.url + "/oauth/token", data={"grant_type": "client_credentials"},
+        reply = loopback_session().post(stack.url + "/oauth/token", data={"grant_type": "client_credentials"},
                                headers={"Authorization": f"{scheme}  {credentials}"}, timeout=30)
         assert reply.status_code == 200, reply.text
