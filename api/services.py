@@ -63,13 +63,8 @@ class Services:
 
     @cached_property
     def job_service(self) -> JobService:
-        settings = self.settings
-        config = ServiceConfig(lease_grace_ms=settings.lease_grace_ms,
-                               max_active_jobs_per_tenant=settings.max_active_jobs_per_tenant,
-                               standard_tier_max_usd=settings.standard_tier_max_usd,
-                               qpu_price_per_task_usd=settings.qpu_price_per_task_usd,
-                               qpu_price_per_shot_usd=settings.qpu_price_per_shot_usd)
-        return JobService(self.jobs, self.enqueuer, config, self.lane_health, get_logger("qgate.api"))
+        return JobService(self.jobs, self.enqueuer, ServiceConfig.of(self.settings), self.lane_health,
+                          get_logger("qgate.api"))
 
 
 def services() -> Services:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping, Protocol, TypeVar
 
 import redis
@@ -90,6 +90,11 @@ class ServiceConfig:
     standard_tier_max_usd: float = 0.0
     qpu_price_per_task_usd: float = 0.0
     qpu_price_per_shot_usd: float = 0.0
+
+    @classmethod
+    def of(cls, values: Any) -> "ServiceConfig":
+        """The values of an object that has them by the same names (the edges pass their Settings)."""
+        return cls(**{item.name: getattr(values, item.name) for item in fields(cls)})
 
 
 # -- refusals --------------------------------------------------------------------------------------

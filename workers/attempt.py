@@ -68,21 +68,12 @@ class WorkerRuntime:
             raise InjectedFault(f"injected fault: {lane}.fail_rate={fault.fail_rate}")
 
 
-def service_config() -> ServiceConfig:
-    settings = get_settings()
-    return ServiceConfig(lease_grace_ms=settings.lease_grace_ms,
-                         max_active_jobs_per_tenant=settings.max_active_jobs_per_tenant,
-                         standard_tier_max_usd=settings.standard_tier_max_usd,
-                         qpu_price_per_task_usd=settings.qpu_price_per_task_usd,
-                         qpu_price_per_shot_usd=settings.qpu_price_per_shot_usd)
-
-
 @lru_cache(maxsize=1)
 def job_service() -> JobService:
     """The process's service, wired to Redis and Celery."""
     settings = get_settings()
     return JobService(JobStore(get_redis(), settings.job_ttl_s), CeleryEnqueuer(settings.lease_grace_ms),
-                      service_config(), log=log)
+                      ServiceConfig.of(settings), log=log)
 
 
 def run_attempt(lane: str, job_id: str, attempt: int, worker: str) -> str:

@@ -301,3 +301,12 @@ def test_the_time_limit_passes_through_a_solvers_catch_all(service: JobService) 
     job, _ = _submit(service)
     assert _run(service, job, Runtime(CatchesEverything())) == "timeout"
     assert "time limit of" in service.job_of("acme", job.job_id).attempts[0].reason
+
+
+def test_service_config_takes_the_settings_values_by_name() -> None:
+    from settings import Settings
+
+    settings = Settings.from_env({"QGATE_LEASE_GRACE_MS": "1234", "QGATE_MAX_ACTIVE_JOBS": "7",
+                                  "QGATE_QPU_PRICE_PER_SHOT_USD": "0.5"})
+    config = ServiceConfig.of(settings)
+    assert (config.lease_grace_ms, config.max_active_jobs_per_tenant, config.qpu_price_per_shot_usd) == (1234, 7, 0.5)
