@@ -1,14 +1,22 @@
 """The append side of the audit log: one writer, group commit, torn-tail repair, duplicate suppression.
 
 Beside the log (the source of truth) the writer keeps a line index and the Merkle tree's stored nodes.
-Each batch is made durable in that order (log, then index and tree, each fsynced), and on opening the
-index and tree are brought back in step with whatever whole lines the log holds.
+A batch is durable once the log is fsynced, which ``append_batch`` does before it returns. The index
+and the tree are derived from the log: each batch writes them at once (readers see them through the
+page cache), but fsyncs them at most every ``sync_interval_s``, and then records in a small mark file
+how many entries they hold durably. One fsync per batch instead of two plus one per tree level is what
+lets appends keep up with signing. On opening, whatever the files hold past the mark is cut and
+derived again from the log's whole lines, so a crash between syncs costs a re-hash of at most one
+interval's entries and never leaves a stale or torn node behind.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import struct
+import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -49,6 +57,47 @@ class AuditPaths:
     def checkpoints(self) -> Path:
         return self.directory / "checkpoints"
 
+    @property
+    def synced_mark(self) -> Path:
+        return self.directory / "index" / "synced"
+
+
+_MARK = struct.Struct("<QI")  # entries the index and tree hold durably, CRC-32 of those 8 bytes
+
+
+class SyncMark:
+    """How many entries the derived files (index, tree) hold durably; absent or unreadable means none
+    is known. Logs written before the mark existed fsynced those files with every batch, so a log
+    without a mark file is trusted as it stands (``read`` returns None only for that case)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._existed = path.exists()
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    def read(self) -> int | None:
+        data = os.pread(self._fd, _MARK.size, 0)
+        if len(data) != _MARK.size:
+            return None if not self._existed else 0
+        size, check = _MARK.unpack(data)
+        return size if zlib.crc32(data[:8]) == check else 0
+
+    def write(self, size: int) -> None:
+        """One sector-sized write and an fsync: the mark is either the old value or the new one."""
+        packed = struct.pack("<Q", size)
+        os.pwrite(self._fd, packed + struct.pack("<I", zlib.crc32(packed)), 0)
+        os.fsync(self._fd)
+        if not self._existed:
+            directory = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+            self._existed = True
+
 
 def stream_id_key(event_id: str) -> tuple[int, int]:
     """Redis stream ids ("ms-n") compare as pairs of integers, not as strings."""
@@ -75,9 +124,10 @@ class AuditChain:
     the last one written are duplicates from a redelivery and are skipped.
     """
 
-    def __init__(self, path: Path, signer: Any | None = None) -> None:
+    def __init__(self, path: Path, signer: Any | None = None, *, sync_interval_s: float = 1.0) -> None:
         self.paths = AuditPaths(path)
         self.signer = signer
+        self.sync_interval_s = sync_interval_s
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
         try:
@@ -89,12 +139,24 @@ class AuditChain:
         self.head = self._recover()
         self.index = LineIndex(self.paths.index)
         self.tree = MerkleStore(self.paths.tree)
+        self.mark = SyncMark(self.paths.synced_mark)
         self._sync_indexes()
+        self.mark.write(self.index.size)  # _sync_indexes fsynced both files
+        self._next_sync = time.monotonic() + sync_interval_s
 
     def close(self) -> None:
+        self.sync()
         os.close(self._fd)  # closing the descriptor releases the writer's lock on the file
         self.index.close()
         self.tree.close()
+        self.mark.close()
+
+    def sync(self) -> None:
+        """Fsync the index and the tree, then record how many entries they now hold durably."""
+        self.index.flush()
+        self.tree.flush()
+        self.mark.write(min(self.index.size, self.tree.size))
+        self._next_sync = time.monotonic() + self.sync_interval_s
 
     @property
     def size(self) -> int:
@@ -132,9 +194,16 @@ class AuditChain:
     def _sync_indexes(self) -> None:
         """Make the line index and the tree hold exactly the log's whole lines.
 
-        Only the last record of each is checked against the log (cheap at every start); if it does not
-        match, that file is rebuilt from the log, which is the source of truth.
+        What lies past the sync mark is cut first: it may not have reached the disk whole. Of the rest,
+        only the last record of each file is checked against the log (cheap at every start); if it does
+        not match, that file is rebuilt from the log, which is the source of truth.
         """
+        durable = self.mark.read()
+        if durable is not None:
+            if self.index.size > durable:
+                self.index.truncate(durable)
+            if self.tree.size > durable:
+                self.tree.truncate(durable)
         known = min(self.index.size, self.head.next_seq)
         if known and not self._index_record_valid(known - 1):
             known = 0
@@ -210,8 +279,10 @@ class AuditChain:
         for line in lines:
             self.index.append(offset)
             offset += len(line)
-        self.index.flush()
+        self.index.flush(fsync=False)
         self.tree.append(leaf_hash(line[:-1]) for line in lines)
-        self.tree.flush()
+        self.tree.flush(fsync=False)
         self.head = head
+        if time.monotonic() >= self._next_sync:
+            self.sync()
         return written

@@ -37,11 +37,13 @@ class LineIndex:
     def append(self, offset: int) -> None:
         self._pending += RECORD.pack(offset)
 
-    def flush(self) -> None:
+    def flush(self, fsync: bool = True) -> None:
+        """Write buffered records; with ``fsync=False`` they stay unsynced until a later ``flush()``."""
         if self._pending:
             os.pwrite(self._fd, bytes(self._pending), os.fstat(self._fd).st_size)
             self._pending.clear()
-        os.fsync(self._fd)
+        if fsync:
+            os.fsync(self._fd)
 
     def truncate(self, size: int) -> None:
         self._pending.clear()

@@ -1,7 +1,7 @@
 """Audit benchmarks, side by side in one run.
 
-1. Appends per second through AuditChain (sign, hash, canonical JSON, write, index, tree, group-commit
-   fsync) against the raw cost of the same number of Ed25519 signs plus SHA-256 over the same bytes:
+1. Appends per second through AuditChain (sign, hash, canonical JSON, write, index, tree, the log's
+   group-commit fsync per batch and the derived files' fsync every second, as the writer runs) against the raw cost of the same number of Ed25519 signs plus SHA-256 over the same bytes:
    the ratio, and the target (>= 0.50). The two are timed batch by batch, interleaved, so that a change
    in the machine's load during the run weighs on both alike. For comparison, the same appends with
    the canonical form left to the ``rfc8785`` reference (what the writer did before the fast form).
