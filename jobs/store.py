@@ -67,7 +67,10 @@ class JobStore:
         self.redis = client
         self.ttl_s = ttl_s
 
-    def create(self, job: Job, problem: dict[str, Any], events: list[Event]) -> None:
+    def create(self, job: Job, problem: dict[str, Any], events: list[Event],
+               also: Callable[[Any], None] | None = None) -> None:
+        """Store a new job, its problem and its events in one transaction; ``also(pipe)`` adds writes of
+        its own to that transaction (the orchestrator's first task message)."""
         job.audit_events = len(events)
         pipe = self.redis.pipeline(transaction=True)
         pipe.set(job_key(job.job_id), _dumps(job))
@@ -75,6 +78,8 @@ class JobStore:
         pipe.sadd(active_key(job.tenant), job.job_id)
         self._track_lease(pipe, job)
         self._emit(pipe, job, events)
+        if also is not None:
+            also(pipe)
         pipe.execute()
 
     def get(self, job_id: str) -> Job | None:

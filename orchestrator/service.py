@@ -36,7 +36,12 @@ ALARM_SLACK_S = 0.25  # solvers honour their own limit; the runtime's alarm is f
 # -- what the service needs from the outside --------------------------------------------------------
 
 class Enqueuer(Protocol):
-    """Puts a job's current attempt on its lane's queue (Celery's implementation lives in workers/)."""
+    """Puts a job's current attempt on its lane's queue (Celery's implementation lives in workers/).
+
+    An enqueuer whose broker is the job store's Redis may also offer ``publisher(job)``: the job's
+    message, ready to be written as part of a transaction on that Redis (a callable taking the
+    pipeline), so that a new job and its first message are stored together or not at all.
+    """
 
     def enqueue(self, job: Job) -> None: ...
 
@@ -232,9 +237,24 @@ class JobService:
                                     request=dict(submission.options), plan=[step.as_dict() for step in plan],
                                     fingerprint=fingerprint(problem), cost_estimate=job_cost_estimate(plan, costs))
         job, dispatched = fallback.start(job, self.config.lease_grace_ms)
-        self.store.create(job, problem.model_dump(mode="json", exclude_none=True), events + dispatched)
-        self._enqueue(job)
+        publish = self._publisher(job)
+        self.store.create(job, problem.model_dump(mode="json", exclude_none=True), events + dispatched, also=publish)
+        if publish is None:
+            self._enqueue(job)
         return job
+
+    def _publisher(self, job: Job) -> Callable[[Any], None] | None:
+        """The job's first message as a write for its creating transaction, where the enqueuer offers one;
+        None means publish after the job is stored (``_enqueue``)."""
+        prepare = getattr(self.enqueuer, "publisher", None)
+        if prepare is None or job.current is None:
+            return None
+        try:
+            return prepare(job)
+        except Exception as exc:  # the broker is away while the message is built: fall back to _enqueue
+            if self.log is not None:
+                self.log.warning("publisher_unavailable", job_id=job.job_id, error=f"{type(exc).__name__}: {exc}")
+            return None
 
     def _enqueue(self, job: Job) -> None:
         """Publish the job's current attempt. One that cannot be published is not lost: its lease is in

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from unittest import mock
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -135,6 +136,40 @@ def test_a_job_that_cannot_be_published_is_still_admitted_and_left_to_its_lease(
     service.enqueuer.fail = True
     job, _ = _submit(service)
     assert service.store.redis.zscore(LEASES, job.job_id) is not None
+
+
+@dataclass
+class TransactionalEnqueuer(RecordingEnqueuer):
+    """Offers the first message as a write in the job's creating transaction, as Celery's enqueuer does."""
+
+    broken: bool = False
+
+    def publisher(self, job: model.Job) -> Any:
+        if self.broken:
+            raise ConnectionError("cannot build the message")
+        return lambda pipe: pipe.lpush(f"queue:{job.current.lane}", f"{job.job_id}.{job.current.n}")
+
+
+def test_the_first_message_is_written_in_the_jobs_own_transaction(service: JobService) -> None:
+    service.enqueuer = TransactionalEnqueuer()
+    job, _ = _submit(service)
+    assert service.store.redis.lrange("queue:heuristic", 0, -1) == [f"{job.job_id}.1"]
+    assert service.enqueuer.sent == []  # not published a second time
+
+
+def test_a_job_whose_transaction_fails_leaves_no_message_behind(service: JobService) -> None:
+    service.enqueuer = TransactionalEnqueuer()
+    redis = service.store.redis
+    with mock.patch.object(type(redis.pipeline()), "execute", side_effect=ConnectionError("redis away")):
+        with pytest.raises(ConnectionError):
+            _submit(service)
+    assert redis.llen("queue:heuristic") == 0 and redis.zcard(LEASES) == 0
+
+
+def test_when_the_message_cannot_be_built_the_job_is_published_after_it_is_stored(service: JobService) -> None:
+    service.enqueuer = TransactionalEnqueuer(broken=True)
+    job, _ = _submit(service)
+    assert service.enqueuer.sent == [(job.job_id, 1, "heuristic")]
 
 
 def test_no_lane_for_the_kind_is_unprocessable(service: JobService) -> None:
