@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from unittest import mock
 
 import jwt
 import pytest
@@ -161,3 +162,56 @@ def test_the_operator_audit_scope_implies_the_tenant_one() -> None:
     assert with_implied(frozenset({"audit:admin"})) == {"audit:admin", "audit:read"}
     assert with_implied(frozenset({"audit:read"})) == {"audit:read"}
     assert with_implied(frozenset({"quantum:solve"})) == {"quantum:solve"}
+
+
+def test_a_verified_token_is_answered_again_without_a_second_signature_check(key, verifier) -> None:
+    token = _token(key)
+    first = verifier.verify(token)
+    with mock.patch("api.tokens.jwt.decode", side_effect=AssertionError("decoded twice")):
+        assert verifier.verify(token) == first
+
+
+def test_a_remembered_token_is_refused_once_it_expires(key, verifier, monkeypatch) -> None:
+    token = _token(key, ttl_s=60)
+    verifier.verify(token)
+    later = time.time() + 60 + verifier.leeway_s + 1
+    monkeypatch.setattr("api.tokens.time.time", lambda: later)
+    monkeypatch.setattr("jwt.api_jwt.datetime", _Clock(later))
+    with pytest.raises(TokenError, match="token expired"):
+        verifier.verify(token)
+
+
+@pytest.mark.parametrize("change", ["last-signature-char", "payload-char", "appended", "header-char"])
+def test_any_other_string_than_the_remembered_one_is_checked_in_full(key, verifier, change: str) -> None:
+    token = _token(key)
+    verifier.verify(token)
+    header, payload, signature = token.split(".")
+    flip = {"A": "B"}.get(signature[-1], "A")
+    altered = {"last-signature-char": f"{header}.{payload}.{signature[:-1]}{flip}",
+               "payload-char": f"{header}.{payload[:-2]}{'x' if payload[-2] != 'x' else 'y'}{payload[-1]}.{signature}",
+               "appended": token + "A",
+               "header-char": f"{header[:-1]}{'x' if header[-1] != 'x' else 'y'}.{payload}.{signature}"}[change]
+    with pytest.raises(TokenError):
+        verifier.verify(altered)
+
+
+def test_the_remembered_tokens_are_bounded(key, verifier) -> None:
+    from api import tokens
+
+    with mock.patch.object(tokens, "VERIFIED_TOKENS_KEPT", 3):
+        for n in range(10):
+            verifier.verify(_token(key, client_id=f"c{n}"))
+    assert len(verifier._verified) == 3
+
+
+class _Clock:
+    """Stands in for PyJWT's ``datetime`` so that its expiry check sees the same clock as the cache."""
+
+    def __init__(self, now: float) -> None:
+        import datetime
+
+        self._now = datetime.datetime.fromtimestamp(now, tz=datetime.timezone.utc)
+        self.timezone = datetime.timezone
+
+    def now(self, tz: object = None) -> object:
+        return self._now
