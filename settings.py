@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from ratelimit.policy import PolicyError, Rate
 from solvers.registry import LANES  # noqa: F401 (one definition of the lanes, re-exported)
 
 
@@ -72,6 +73,28 @@ def _choice(env: dict[str, str], name: str, default: str, choices: tuple[str, ..
     return value
 
 
+def _switch(env: dict[str, str], name: str, default: bool) -> bool:
+    value = (env.get(name) or "").strip().lower()
+    if not value:
+        return default
+    if value not in ("on", "off", "1", "0", "true", "false"):
+        raise SettingsError(f"{name} must be on or off, got {value!r}")
+    return value in ("on", "1", "true")
+
+
+def _rate(env: dict[str, str], name: str, default: str) -> str:
+    """A rate such as ``600/minute`` or ``5 per 10 seconds``, checked here so that a bad one names itself."""
+    value = env.get(name) or default
+    try:
+        Rate.parse(value, name)
+    except PolicyError as exc:
+        raise SettingsError(str(exc)) from None
+    return value
+
+
+RETIRED = {"QGATE_RATE_LIMIT_PER_MINUTE": "QGATE_RATE_SOLVE_PER_TENANT (e.g. 600/minute) or QGATE_RATE_LIMITS=off"}
+
+
 def _float(env: dict[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -96,7 +119,15 @@ class Settings:
     issuer: str = "qgate"
     audience: str = "qgate-api"
     token_ttl_s: int = 900
-    rate_limit_per_minute: int = 600
+    rate_limits_enabled: bool = True
+    rate_solve_per_tenant: str = "600/minute"
+    rate_solve_per_client: str = "300/minute"
+    rate_read_per_tenant: str = "6000/minute"
+    rate_read_per_client: str = "3000/minute"
+    rate_limits_file: Path | None = None
+    login_failure_window_s: int = 60
+    login_failures_per_client: int = 10
+    login_failures_per_address: int = 30
     max_active_jobs_per_tenant: int = 1000
     job_ttl_s: int = 7 * 24 * 3600
     lease_grace_ms: int = 2000
@@ -126,12 +157,21 @@ class Settings:
     def audit_keys_dir(self) -> Path:
         return self.var_dir / "keys" / "audit"
 
+    @property
+    def default_rates(self) -> dict[str, str]:
+        """The four request rates by their names in a rate table (and in QGATE_RATE_LIMITS_FILE)."""
+        return {"solve_per_tenant": self.rate_solve_per_tenant, "solve_per_client": self.rate_solve_per_client,
+                "read_per_tenant": self.rate_read_per_tenant, "read_per_client": self.rate_read_per_client}
+
     def fault(self, lane: str) -> LaneFault:
         return self.faults.get(lane, LaneFault())
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
         env = dict(os.environ if env is None else env)
+        for name, replacement in RETIRED.items():
+            if env.get(name):
+                raise SettingsError(f"{name} is retired: use {replacement}")
         var_dir = Path(env.get("QGATE_VAR_DIR", "var"))
         return cls(
             redis_url=env.get("REDIS_URL") or cls.redis_url,
@@ -146,7 +186,16 @@ class Settings:
             issuer=env.get("QGATE_ISSUER") or cls.issuer,
             audience=env.get("QGATE_AUDIENCE") or cls.audience,
             token_ttl_s=_int(env, "QGATE_TOKEN_TTL_S", cls.token_ttl_s, 1),
-            rate_limit_per_minute=_int(env, "QGATE_RATE_LIMIT_PER_MINUTE", cls.rate_limit_per_minute),
+            rate_limits_enabled=_switch(env, "QGATE_RATE_LIMITS", cls.rate_limits_enabled),
+            rate_solve_per_tenant=_rate(env, "QGATE_RATE_SOLVE_PER_TENANT", cls.rate_solve_per_tenant),
+            rate_solve_per_client=_rate(env, "QGATE_RATE_SOLVE_PER_CLIENT", cls.rate_solve_per_client),
+            rate_read_per_tenant=_rate(env, "QGATE_RATE_READ_PER_TENANT", cls.rate_read_per_tenant),
+            rate_read_per_client=_rate(env, "QGATE_RATE_READ_PER_CLIENT", cls.rate_read_per_client),
+            rate_limits_file=Path(env["QGATE_RATE_LIMITS_FILE"]) if env.get("QGATE_RATE_LIMITS_FILE") else None,
+            login_failure_window_s=_int(env, "QGATE_LOGIN_FAILURE_WINDOW_S", cls.login_failure_window_s, 1),
+            login_failures_per_client=_int(env, "QGATE_LOGIN_FAILURES_PER_CLIENT", cls.login_failures_per_client, 1),
+            login_failures_per_address=_int(env, "QGATE_LOGIN_FAILURES_PER_ADDRESS",
+                                            cls.login_failures_per_address, 1),
             max_active_jobs_per_tenant=_int(env, "QGATE_MAX_ACTIVE_JOBS", cls.max_active_jobs_per_tenant),
             job_ttl_s=_int(env, "QGATE_JOB_TTL_S", cls.job_ttl_s, 60),
             lease_grace_ms=_int(env, "QGATE_LEASE_GRACE_MS", cls.lease_grace_ms, 100),

@@ -2,43 +2,44 @@
 
 Failed logins are throttled. Each costs a scrypt (about 50 ms of CPU), so a stream of wrong secrets
 would occupy the ingress's cores. Failures are counted in Redis, shared by every ingress process, per
-client id and per source address (``request.remote_addr``; X-Forwarded-For is not trusted). Once a
-counter reaches its limit, every login for that client id or from that address, even one with the
-right secret, is answered 429 with ``Retry-After`` and no scrypt until the counter's window (it starts at
-the window's first failure) runs out. Answering a right secret during the lockout would need the
-scrypt the lockout is there to save, and would let guessing go on at full speed; the window is short
-so that a lockout an attacker causes for someone else's client id costs that client a minute at most.
-Successful logins are not counted. The check and the count are separate steps, so requests already
-in flight when a limit is reached may still each cost a scrypt: at most one per concurrent request.
+client id and per source address (``request.remote_addr``; X-Forwarded-For is not trusted), on the
+`limits` library's moving window (``ratelimit.logins``). Once either has its limit of failures within
+the last window, every login for that client id or from that address, even one with the right secret,
+is answered 429 with ``Retry-After`` and no scrypt until the oldest of those failures leaves the window.
+Answering a right secret during the lockout would need the scrypt the lockout is there to save, and
+would let guessing go on at full speed; the window is short so that a lockout an attacker causes for
+someone else's client id costs that client a minute at most. Successful logins are not counted. The
+check and the count are separate steps, so requests already in flight when a limit is reached may still
+each cost a scrypt: at most one per concurrent request.
+
+Every other authenticated call spends its client's and tenant's request limits (``api.rate_limits``)
+once its token is verified, before its scopes are checked: a call refused for a scope still cost work.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import string
-import time
 from functools import wraps
 from typing import Any, Callable
 
 import structlog
 from flask import Blueprint, g, jsonify, request
 
+from api import rate_limits
 from api.errors import ApiError
 from api.services import services
 from api.tokens import Principal, TokenError, issue_token, jwks_of
 from audit.channel import emit
+from ratelimit.limiter import LimiterUnavailable
+from ratelimit.policy import CLASSES
 
 bp = Blueprint("auth", __name__)
 log = structlog.get_logger("qgate.auth")
 
-LOGIN_FAILURE_WINDOW_S = 60
-LOGIN_FAILURES_PER_CLIENT = 10
-LOGIN_FAILURES_PER_ADDRESS = 30
 MAX_CLIENT_ID_CHARS = 256
 MAX_CLIENT_SECRET_CHARS = 256
-LOGIN_FAILURE_KEY = "qgate:loginfail:{kind}:{digest}"
 # RFC 6750 §3: what an error_description may hold (printable ASCII without '"' and '\').
 _DESCRIPTION_CHARS = frozenset(string.ascii_letters + string.digits + " !#$%&'()*+,-./:;<=>?@[]^_`{|}~")
 _MAX_DESCRIPTION_CHARS = 200
@@ -71,36 +72,22 @@ def _invalid_client() -> ApiError:
 
 # --- login failure throttle ----------------------------------------------------------------------------
 
-def _failure_keys(client_id: str, address: str) -> list[tuple[str, int]]:
-    """The failure counters a login touches and their limits. Names hold a hash, never the raw value."""
-    def key(kind: str, value: str) -> str:
-        return LOGIN_FAILURE_KEY.format(kind=kind, digest=hashlib.sha256(value.encode()).hexdigest()[:32])
-    return [(key("client", client_id), LOGIN_FAILURES_PER_CLIENT),
-            (key("addr", address), LOGIN_FAILURES_PER_ADDRESS)]
+def _refuse_if_throttled(client_id: str, address: str) -> None:
+    """429 with Retry-After while the client id or the address has no failed logins left."""
+    try:
+        decision = services().login_throttle.refusal(client_id, address)
+    except LimiterUnavailable:
+        raise rate_limits.unavailable() from None
+    if decision is not None:
+        log.warning("login_throttled", retry_after_s=decision.retry_after_s, by=decision.limit.kind)
+        raise rate_limits.refusal(decision, "too many failed logins; retry later")
 
 
-def _refuse_if_throttled(keys: list[tuple[str, int]]) -> None:
-    """429 with Retry-After while any counter is at its limit."""
-    pipe = services().redis.pipeline(transaction=False)
-    for key, _ in keys:
-        pipe.get(key)
-        pipe.ttl(key)
-    replies = pipe.execute()
-    waits = [ttl for (key, limit), count, ttl in zip(keys, replies[::2], replies[1::2])
-             if count is not None and int(count) >= limit]
-    if waits:
-        retry = max(1, min(max(waits), LOGIN_FAILURE_WINDOW_S))
-        log.warning("login_throttled", retry_after_s=retry)
-        raise ApiError(429, "too many failed logins; retry later", headers={"Retry-After": str(retry)})
-
-
-def _count_failure(keys: list[tuple[str, int]]) -> None:
-    """One more failure on every counter; a counter's window starts with its first failure."""
-    pipe = services().redis.pipeline(transaction=True)
-    for key, _ in keys:
-        pipe.incr(key)
-        pipe.expire(key, LOGIN_FAILURE_WINDOW_S, nx=True)
-    pipe.execute()
+def _count_failure(client_id: str, address: str) -> None:
+    try:
+        services().login_throttle.count_failure(client_id, address)
+    except LimiterUnavailable:
+        raise rate_limits.unavailable() from None
 
 
 @bp.post("/oauth/token")
@@ -111,11 +98,11 @@ def token() -> Any:
     if not client_id or len(client_id) > MAX_CLIENT_ID_CHARS or len(secret) > MAX_CLIENT_SECRET_CHARS:
         raise _invalid_client()
     svc = services()
-    failure_keys = _failure_keys(client_id, request.remote_addr or "unknown")
-    _refuse_if_throttled(failure_keys)
+    address = request.remote_addr or "unknown"
+    _refuse_if_throttled(client_id, address)
     client = svc.clients.authenticate(client_id, secret)
     if client is None:
-        _count_failure(failure_keys)
+        _count_failure(client_id, address)
         raise _invalid_client()
     wanted = request.form.get("scope")
     scopes = list(client.scopes) if not wanted else wanted.split()
@@ -158,12 +145,17 @@ def authenticate() -> Principal:
     return principal
 
 
-def require(*scopes: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Authenticate the bearer token and demand every scope in ``scopes``; the principal lands in ``g``."""
+def require(*scopes: str, rate: str = "read") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Authenticate the bearer token, spend one ``rate`` request (solve or read) of its client and tenant,
+    and demand every scope in ``scopes``; the principal lands in ``g``."""
+    if rate not in CLASSES:
+        raise ValueError(f"unknown request class {rate!r}; one of {CLASSES}")
+
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             principal = authenticate()
+            rate_limits.enforce(rate, principal)
             missing = [s for s in scopes if s not in principal.scopes]
             if missing:
                 raise ApiError(403, f"missing scope: {' '.join(missing)}", headers={
@@ -172,19 +164,3 @@ def require(*scopes: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
             return view(*args, **kwargs)
         return wrapper
     return decorator
-
-
-def enforce_rate_limit(principal: Principal) -> None:
-    """Fixed one-minute window per tenant, shared by every ingress through Redis."""
-    limit = services().settings.rate_limit_per_minute
-    if limit <= 0:
-        return
-    window = int(time.time() // 60)
-    key = f"qgate:rate:{principal.tenant}:{window}"
-    pipe = services().redis.pipeline()
-    pipe.incr(key)
-    pipe.expire(key, 120)
-    count, _ = pipe.execute()
-    if count > limit:
-        retry = str(60 - int(time.time()) % 60)
-        raise ApiError(429, f"rate limit: {limit} requests per minute for tenant", headers={"Retry-After": retry})

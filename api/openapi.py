@@ -216,6 +216,17 @@ def _header(description: str, schema: dict[str, Any], required: bool = True) -> 
 
 RETRY_AFTER = _header("seconds to wait before retrying", {"type": "integer", "minimum": 0})
 LOCATION = _header("the job's track URL", {"type": "string", "pattern": "^/api/v1/jobs/[0-9a-f]{32}$"})
+RATE_LIMIT_HEADERS = {
+    "RateLimit-Limit": _header("requests the binding limit admits per window", {"type": "integer", "minimum": 1},
+                               required=False),
+    "RateLimit-Remaining": _header("requests the binding limit still admits", {"type": "integer", "minimum": 0},
+                                   required=False),
+    "RateLimit-Reset": _header("seconds until the binding limit admits one more request",
+                               {"type": "integer", "minimum": 0}, required=False),
+    "RateLimit-Policy": _header("every limit the request spent, as amount;w=window seconds",
+                                {"type": "string", "pattern": "^[0-9]+;w=[0-9]+(, [0-9]+;w=[0-9]+)*$"},
+                                required=False),
+}  # absent only when QGATE_RATE_LIMITS=off
 BEARER_CHALLENGE = _header("RFC 6750 challenge", {"type": "string", "pattern": "^Bearer "})
 
 ERROR_DESCRIPTIONS = {
@@ -247,12 +258,18 @@ def _ok(schema: dict[str, Any], description: str = "success", headers: dict[str,
     return out
 
 
+def _rate_limited(description: str | None = None) -> dict[str, Any]:
+    return _error(429, {"Retry-After": RETRY_AFTER, **RATE_LIMIT_HEADERS}, description)
+
+
 def _bearer_errors(*codes: int) -> dict[str, Any]:
-    """The answers every bearer-protected operation shares, plus ``codes``."""
+    """The answers every bearer-protected operation shares (each spends its client's and tenant's rate
+    limits), plus ``codes``."""
     out = {"401": _error(401, {"WWW-Authenticate": BEARER_CHALLENGE}), "403": _error(403),
-           "503": _error(503, {"Retry-After": RETRY_AFTER})}
+           "429": _rate_limited(), "503": _error(503, {"Retry-After": RETRY_AFTER})}
     for code in codes:
-        out[str(code)] = _error(code, {"Retry-After": RETRY_AFTER} if code in (429, 503) else None)
+        out[str(code)] = _rate_limited() if code == 429 else _error(
+            code, {"Retry-After": RETRY_AFTER} if code == 503 else None)
     return dict(sorted(out.items()))
 
 
@@ -290,7 +307,7 @@ def openapi_document() -> dict[str, Any]:
                           "400": _error(400, description="unsupported_grant_type or invalid_scope"),
                           "401": _error(401, description="invalid_client"),
                           "413": _error(413),
-                          "429": _error(429, {"Retry-After": RETRY_AFTER}, "too many failed logins"),
+                          "429": _rate_limited("too many failed logins"),
                           "503": _error(503, {"Retry-After": RETRY_AFTER})}}},
         "/.well-known/jwks.json": {"get": {
             "operationId": "jwks", "summary": "The issuer's public keys", "security": [],

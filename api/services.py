@@ -14,6 +14,9 @@ from jobs.connection import connect
 from jobs.model import Job
 from jobs.store import JobStore
 from orchestrator.service import Enqueuer, JobService, ServiceConfig
+from ratelimit.limiter import Limiter
+from ratelimit.logins import LoginFailureRules, LoginThrottle
+from ratelimit.policy import RatePolicy
 from routing.health import LaneHealth
 from settings import Settings
 from telemetry.logging import get_logger
@@ -52,6 +55,26 @@ class Services:
     @cached_property
     def clients(self) -> ClientStore:
         return ClientStore(self.redis)
+
+    @cached_property
+    def limiter(self) -> Limiter:
+        """Moving-window limits on the app's Redis, sharing its connection pool (and timeouts)."""
+        return Limiter.on_redis(self.settings.redis_url, self.redis.connection_pool)
+
+    @cached_property
+    def rate_policy(self) -> RatePolicy | None:
+        """The request limits (defaults and per-tenant overrides); None when QGATE_RATE_LIMITS=off."""
+        settings = self.settings
+        if not settings.rate_limits_enabled:
+            return None
+        return RatePolicy.load(settings.default_rates, settings.rate_limits_file)
+
+    @cached_property
+    def login_throttle(self) -> LoginThrottle:
+        settings = self.settings
+        return LoginThrottle(self.limiter, LoginFailureRules(settings.login_failure_window_s,
+                                                             settings.login_failures_per_client,
+                                                             settings.login_failures_per_address))
 
     @cached_property
     def lane_health(self) -> LaneHealth:

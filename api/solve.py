@@ -10,7 +10,7 @@ import structlog
 from flask import Blueprint, g, jsonify, request
 from pydantic import ValidationError
 
-from api.auth import enforce_rate_limit, require
+from api.auth import require
 from api.body import BodyError, Busy, heavy_body_slot, parse_json_body
 from api.errors import ApiError, unprocessable
 from api.refusals import as_api_error
@@ -56,9 +56,8 @@ def _check_lane_scopes(solve: SolveRequest, scopes: frozenset[str]) -> None:
 
 
 @bp.post("/api/v1/quantum/solve")
-@require("quantum:solve")
+@require("quantum:solve", rate="solve")
 def solve() -> Any:
-    enforce_rate_limit(g.principal)
     try:
         with heavy_body_slot(request.content_length):
             return _solve()

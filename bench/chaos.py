@@ -68,7 +68,7 @@ LEASE_GRACE_MS = 1500  # Stack's QGATE_LEASE_GRACE_MS
 LATE_TOLERANCE_S = 2.0  # the watchdog sweeps every 0.25 s; a loaded 2-core host adds the rest
 DRILLS = ("redis_restart", "redis_pause", "redis_kill9", "lane_worker_kill9", "audit_pause_with_standby",
           "watchdog_kill")
-STACK_ENV = {"QGATE_RATE_LIMIT_PER_MINUTE": "0", "QGATE_MAX_ACTIVE_JOBS": "100000"}
+STACK_ENV = {"QGATE_RATE_LIMITS": "off", "QGATE_MAX_ACTIVE_JOBS": "100000"}
 
 
 def log(message: str) -> None:

@@ -212,7 +212,7 @@ def through_the_stack(milp_jobs: int, pyvrp_jobs: int) -> dict[str, Any]:
     from tests.integration.test_milp_lane import RATIO, outliers, run_sequence
 
     with tempfile.TemporaryDirectory(prefix="qgate-bench-milp-") as tmp:
-        stack = Stack(Path(tmp), QGATE_RATE_LIMIT_PER_MINUTE="0")
+        stack = Stack(Path(tmp), QGATE_RATE_LIMITS="off")
         try:
             stack.start()
             token = stack.token(stack.create_client("bench", "quantum:solve solver:heuristic"))

@@ -137,7 +137,7 @@ def main() -> None:
     args = parser.parse_args()
     report: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        stack = Stack(Path(tmp), QGATE_RATE_LIMIT_PER_MINUTE="0", QGATE_MAX_ACTIVE_JOBS="100000").start()
+        stack = Stack(Path(tmp), QGATE_RATE_LIMITS="off", QGATE_MAX_ACTIVE_JOBS="100000").start()
         try:
             token = stack.token(stack.create_client("bench", ALL_SCOPES))
             problems = [tsp(20, seed) for seed in range(args.sync)]

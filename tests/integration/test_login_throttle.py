@@ -6,7 +6,6 @@ the failures it provokes never count against 127.0.0.1, which the rest of the su
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 import time
@@ -14,11 +13,18 @@ from typing import Any
 
 import requests
 
-from api.auth import (LOGIN_FAILURE_WINDOW_S, LOGIN_FAILURES_PER_ADDRESS, LOGIN_FAILURES_PER_CLIENT,
-                      MAX_CLIENT_ID_CHARS)
+from api.auth import MAX_CLIENT_ID_CHARS
+from ratelimit.limiter import storage_key
+from ratelimit.logins import LoginFailureRules, login_limits
+from settings import Settings
 from tests.integration.stack import Stack, loopback_session
 
 SCOPES = "quantum:solve solver:heuristic"
+DEFAULTS = Settings()  # the stack runs with the default login-failure limits
+LOGIN_FAILURE_WINDOW_S = DEFAULTS.login_failure_window_s
+LOGIN_FAILURES_PER_CLIENT = DEFAULTS.login_failures_per_client
+LOGIN_FAILURES_PER_ADDRESS = DEFAULTS.login_failures_per_address
+RULES = LoginFailureRules(LOGIN_FAILURE_WINDOW_S, LOGIN_FAILURES_PER_CLIENT, LOGIN_FAILURES_PER_ADDRESS)
 
 
 def login(stack: Stack, session: requests.Session, client_id: str, secret: str, **headers: str) -> requests.Response:
@@ -31,7 +37,7 @@ def fresh_client(stack: Stack) -> dict[str, Any]:
 
 
 def client_key(client_id: str) -> str:
-    return "qgate:loginfail:client:" + hashlib.sha256(client_id.encode()).hexdigest()[:32]
+    return storage_key(login_limits(RULES, client_id, "unused")[0])
 
 
 def assert_throttled(reply: requests.Response) -> None:
@@ -107,8 +113,9 @@ def test_counters_are_keyed_by_hashes_never_by_what_the_caller_sent(stack: Stack
     reply = session.post(stack.url + "/oauth/token", timeout=30,
                          data={"grant_type": "client_credentials", "client_id": odd, "client_secret": "wrong"})
     assert reply.status_code == 401
-    names = list(stack.redis().scan_iter("qgate:loginfail:*"))
-    assert names and all(re.fullmatch(r"qgate:loginfail:(client|addr):[0-9a-f]{32}", n) for n in names), names
+    names = list(stack.redis().scan_iter("qgate:rl:loginfail/*"))
+    assert names and all(re.fullmatch(r"qgate:rl:loginfail/(client|addr)/[0-9a-f]{32}/[0-9]+/[0-9]+/second", n)
+                         for n in names), names
     assert client_key(odd) in names
     assert not any(odd in n or session.address in n for n in names)  # type: ignore[attr-defined]
 

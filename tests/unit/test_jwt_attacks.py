@@ -31,12 +31,14 @@ from cryptography.x509.oid import NameOID
 from flask import Flask, g, jsonify
 from flask.testing import FlaskClient
 from jwt.algorithms import ECAlgorithm
+from limits.storage import MemoryStorage
 
 from api.app import create_app
 from api.auth import require
 from api.clients import ClientStore
 from api.keys import SigningKey, load_signing_key
 from api.tokens import ExternalIssuer, TokenError, TokenVerifier, issue_token, jwks_of
+from ratelimit.limiter import Limiter
 from settings import Settings
 
 ISSUER, AUDIENCE = "qgate", "qgate-api"
@@ -188,6 +190,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
     server = fakeredis.FakeServer()
     svc.redis = fakeredis.FakeRedis(server=server, decode_responses=True)
     svc.blocking_redis = fakeredis.FakeRedis(server=server, decode_responses=True)
+    svc.limiter = Limiter(MemoryStorage())  # the moving window runs Lua, which fakeredis lacks here
 
     def whoami() -> Any:
         principal = g.principal

@@ -1,0 +1,153 @@
+"""The rate limits' cost on the submit path, as a ratio against the same path without them, side by side.
+
+One Redis and one heuristic worker; two gunicorn ingresses on them, identical but for QGATE_RATE_LIMITS
+(on with limits high enough never to refuse, and off). Rounds alternate between the two so that the
+machine's noise falls on both alike:
+
+1. Latency: p50/p99 of single async submits (202) from one client, limits on against off.
+2. Throughput: submits per second from ``--threads`` clients, on against off.
+3. In-process: one admitted request's limiter work (two moving-window spends and two window reads, four
+   Lua calls) against a Redis PING on the same connection pool.
+
+Usage: python -m bench.ratelimit [--submits N] [--seconds S] [--threads T] [--rounds R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from bench.run import percentile, rate
+from jobs.connection import connect
+from ratelimit.limiter import Limiter
+from ratelimit.policy import RatePolicy
+from tests.integration.stack import BIN, ROOT, Process, Stack, free_port, wait_for
+
+HIGH = "100000/minute"  # never reached here: every request pays the whole admission path
+LIMITS_ON = {"QGATE_RATE_SOLVE_PER_TENANT": HIGH, "QGATE_RATE_SOLVE_PER_CLIENT": HIGH,
+             "QGATE_RATE_READ_PER_TENANT": HIGH, "QGATE_RATE_READ_PER_CLIENT": HIGH,
+             "QGATE_MAX_ACTIVE_JOBS": "1000000"}
+SMALL = {"problem": {"kind": "tsp", "locations": [[0, 0], [3, 4], [6, 0], [3, -4]]}}
+
+
+def second_web(stack: Stack, **env: str) -> tuple[Process, str]:
+    """Another gunicorn ingress on the stack's Redis, with ``env`` on top of the stack's environment."""
+    port = free_port()
+    argv = [str(BIN / "gunicorn"), "--config", str(ROOT / "gunicorn.conf.py"), "--bind", f"127.0.0.1:{port}",
+            "--workers", "2", "--threads", "16", "wsgi:app"]
+    proc = Process("web-off", argv, {**stack.env, **env}, stack.logs)
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        assert proc.alive(), proc.tail()
+        try:
+            return requests.get(url + "/healthz", timeout=5).status_code == 200
+        except requests.RequestException:
+            return False
+    wait_for(answers, 60, "the second gunicorn")
+    return proc, url
+
+
+def submit_latencies(url: str, headers: dict[str, str], count: int) -> tuple[list[float], int]:
+    session = requests.Session()
+    times, errors = [], 0
+    for _ in range(count):
+        started = time.perf_counter()
+        reply = session.post(url + "/api/v1/quantum/solve", json=SMALL, headers=headers, timeout=30)
+        times.append((time.perf_counter() - started) * 1000)
+        errors += reply.status_code != 202
+    return times, errors
+
+
+def limiter_cost(redis_url: str, calls: int) -> dict[str, float]:
+    """Microseconds per admitted request's limiter work, and per PING, on one connection pool."""
+    client = connect(redis_url)
+    limiter = Limiter.on_redis(redis_url, client.connection_pool)
+    limits = RatePolicy.build({"solve_per_tenant": HIGH, "solve_per_client": HIGH, "read_per_tenant": HIGH,
+                               "read_per_client": HIGH}).limits("solve", "bench-inproc", "qc_bench")
+    for _ in range(50):
+        limiter.acquire(limits)
+        client.ping()
+    out: dict[str, list[float]] = {"acquire": [], "ping": []}
+    for _ in range(calls):
+        started = time.perf_counter()
+        limiter.acquire(limits)
+        out["acquire"].append((time.perf_counter() - started) * 1e6)
+        started = time.perf_counter()
+        client.ping()
+        out["ping"].append((time.perf_counter() - started) * 1e6)
+    acquire, ping = statistics.median(out["acquire"]), statistics.median(out["ping"])
+    return {"acquire_p50_us": round(acquire, 1), "ping_p50_us": round(ping, 1),
+            "acquire_over_ping": round(acquire / ping, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--submits", type=int, default=200, help="single-client submits per side and round")
+    parser.add_argument("--seconds", type=float, default=5.0, help="throughput run per side and round")
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    report: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        stack = Stack(Path(tmp), **LIMITS_ON)
+        off_web = None
+        try:
+            stack.start_redis()
+            stack.start_worker("heuristic")
+            stack.start_web()
+            off_web, off_url = second_web(stack, QGATE_RATE_LIMITS="off")
+            token = stack.token(stack.create_client("bench", "quantum:solve solver:heuristic"))
+            headers = stack.headers(token, 60_000)
+            sides = {"on": stack.url, "off": off_url}
+            for url in sides.values():
+                submit_latencies(url, headers, 20)  # warm both
+            latencies: dict[str, list[float]] = {"on": [], "off": []}
+            rates: dict[str, list[float]] = {"on": [], "off": []}
+            errors = {"on": 0, "off": 0}
+            for _ in range(args.rounds):
+                for side, url in sides.items():
+                    times, failed = submit_latencies(url, headers, args.submits)
+                    latencies[side] += times
+                    errors[side] += failed
+
+                    def submit(session: requests.Session, url: str = url) -> bool:
+                        return session.post(url + "/api/v1/quantum/solve", json=SMALL, headers=headers,
+                                            timeout=30).status_code == 202
+                    per_s, failed = rate(submit, args.seconds, args.threads)
+                    rates[side].append(per_s)
+                    errors[side] += failed
+            p50 = {side: statistics.median(times) for side, times in latencies.items()}
+            rps = {side: statistics.mean(values) for side, values in rates.items()}
+            report["submit_latency"] = {
+                "submits_per_side": len(latencies["on"]),
+                "limits_on_p50_ms": round(p50["on"], 2), "limits_off_p50_ms": round(p50["off"], 2),
+                "limits_on_p99_ms": round(percentile(latencies["on"], 0.99), 2),
+                "limits_off_p99_ms": round(percentile(latencies["off"], 0.99), 2),
+                "p50_ratio_on_over_off": round(p50["on"] / p50["off"], 3),
+                "added_p50_ms": round(p50["on"] - p50["off"], 2)}
+            report["submit_throughput"] = {
+                "threads": args.threads, "seconds_per_side": args.seconds * args.rounds,
+                "limits_on_per_s": round(rps["on"], 1), "limits_off_per_s": round(rps["off"], 1),
+                "ratio_on_over_off": round(rps["on"] / rps["off"], 3)}
+            report["errors"] = errors
+            report["limiter_in_process"] = limiter_cost(stack.env["REDIS_URL"], 2000)
+        finally:
+            if off_web is not None:
+                off_web.stop()
+            stack.stop()
+    out = Path("bench/results")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ratelimit.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
