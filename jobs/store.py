@@ -60,19 +60,41 @@ def _load_job(raw: str | bytes) -> Job:
     return Job.model_validate_json(raw)
 
 
+# ARGV: the tenant's quota (-1: none), then each command as its argument count and its arguments.
+_GUARDED_WRITES = """
+local limit = tonumber(ARGV[1])
+if limit >= 0 and redis.call('SCARD', KEYS[1]) >= limit then
+  return 0
+end
+local i = 2
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+return 1
+"""
+
+
 class JobStore:
     """Reads and atomically changes job records; the only code that writes them."""
 
     def __init__(self, client: redis.Redis, ttl_s: int) -> None:
         self.redis = client
         self.ttl_s = ttl_s
+        self._create = client.register_script(_GUARDED_WRITES)
 
     def create(self, job: Job, problem: dict[str, Any], events: list[Event],
-               also: Callable[[Any], None] | None = None) -> None:
-        """Store a new job, its problem and its events in one transaction; ``also(pipe)`` adds writes of
-        its own to that transaction (the orchestrator's first task message)."""
+               also: Callable[[Any], None] | None = None, max_active: int | None = None) -> bool:
+        """Store a new job, its problem and its events atomically, unless its tenant already has
+        ``max_active`` unfinished jobs (then nothing is written and the answer is False).
+
+        ``also(pipe)`` adds writes of its own (the orchestrator's first task message). The count and
+        the writes run as one Lua script, so concurrent submissions can never take a tenant past its
+        quota, and admission is a single round trip.
+        """
         job.audit_events = len(events)
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = self.redis.pipeline(transaction=False)  # only records the commands; the script runs them
         pipe.set(job_key(job.job_id), _dumps(job))
         pipe.set(problem_key(job.job_id), _dumps(problem))
         pipe.sadd(active_key(job.tenant), job.job_id)
@@ -80,7 +102,10 @@ class JobStore:
         self._emit(pipe, job, events)
         if also is not None:
             also(pipe)
-        pipe.execute()
+        argv: list[Any] = [-1 if max_active is None else max_active]
+        for args, _options in pipe.command_stack:
+            argv += [len(args), *args]
+        return bool(self._create(keys=[active_key(job.tenant)], args=argv))
 
     def get(self, job_id: str) -> Job | None:
         raw = self.redis.get(job_key(job_id))
@@ -89,9 +114,6 @@ class JobStore:
     def problem(self, job_id: str) -> dict[str, Any] | None:
         raw = self.redis.get(problem_key(job_id))
         return json.loads(raw) if raw else None
-
-    def active_count(self, tenant: str) -> int:
-        return int(self.redis.scard(active_key(tenant)))
 
     def claim_idempotency(self, tenant: str, key: str, body_hash: str, job_id: str) -> tuple[str, str] | None:
         """Bind ``key`` to this job; if already bound, return the (job id, body hash) it was bound to."""

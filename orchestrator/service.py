@@ -226,9 +226,6 @@ class JobService:
         return plan, costs
 
     def _admit(self, job_id: str, caller: Caller, submission: Submission) -> Job:
-        limit = self.config.max_active_jobs_per_tenant
-        if self.store.active_count(caller.tenant) >= limit:
-            raise QuotaExceeded(f"quota: at most {limit} unfinished jobs per tenant", retry_after_s=5)
         plan, costs = self.plan(caller, submission)
         _require_runnable(plan)
         problem = submission.problem
@@ -238,7 +235,10 @@ class JobService:
                                     fingerprint=fingerprint(problem), cost_estimate=job_cost_estimate(plan, costs))
         job, dispatched = fallback.start(job, self.config.lease_grace_ms)
         publish = self._publisher(job)
-        self.store.create(job, problem.model_dump(mode="json", exclude_none=True), events + dispatched, also=publish)
+        limit = self.config.max_active_jobs_per_tenant
+        if not self.store.create(job, problem.model_dump(mode="json", exclude_none=True), events + dispatched,
+                                 also=publish, max_active=limit):
+            raise QuotaExceeded(f"quota: at most {limit} unfinished jobs per tenant", retry_after_s=5)
         if publish is None:
             self._enqueue(job)
         return job

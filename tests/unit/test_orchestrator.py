@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from unittest import mock
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -157,13 +156,15 @@ def test_the_first_message_is_written_in_the_jobs_own_transaction(service: JobSe
     assert service.enqueuer.sent == []  # not published a second time
 
 
-def test_a_job_whose_transaction_fails_leaves_no_message_behind(service: JobService) -> None:
+def test_an_admission_refused_by_the_quota_leaves_no_message_lease_or_event(service: JobService) -> None:
     service.enqueuer = TransactionalEnqueuer()
+    service.config = ServiceConfig(lease_grace_ms=1000, max_active_jobs_per_tenant=1)
     redis = service.store.redis
-    with mock.patch.object(type(redis.pipeline()), "execute", side_effect=ConnectionError("redis away")):
-        with pytest.raises(ConnectionError):
-            _submit(service)
-    assert redis.llen("queue:heuristic") == 0 and redis.zcard(LEASES) == 0
+    _submit(service)
+    before = (redis.llen("queue:heuristic"), redis.zcard(LEASES), redis.xlen("qgate:audit:events"))
+    with pytest.raises(QuotaExceeded):
+        _submit(service)
+    assert (redis.llen("queue:heuristic"), redis.zcard(LEASES), redis.xlen("qgate:audit:events")) == before
 
 
 def test_when_the_message_cannot_be_built_the_job_is_published_after_it_is_stored(service: JobService) -> None:
