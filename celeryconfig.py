@@ -3,6 +3,7 @@
 from kombu import Queue
 
 from settings import LANES, get_settings
+from solvers.registry import lane_queues
 
 _settings = get_settings()
 
@@ -11,12 +12,14 @@ broker_connection_timeout = 2
 broker_connection_retry_on_startup = True
 # A message taken by a worker whose whole process dies comes back after this long; by then the watchdog
 # has long moved the job on (its lease is tied to the budget), and the stale delivery is dropped.
-broker_transport_options = {"visibility_timeout": 3600}
+# queue_order_strategy "priority": a worker polls its queues in the order given (-Q lane.interactive,lane),
+# so an interactive attempt is taken before any batch attempt waiting on the same lane.
+broker_transport_options = {"visibility_timeout": 3600, "queue_order_strategy": "priority"}
 worker_consumer = "workers.consumer:PromptReconnectConsumer"
 # Enough retries to publish across a Redis restart of a few seconds.
 task_publish_retry_policy = {"max_retries": 8, "interval_start": 0, "interval_step": 0.25, "interval_max": 1.0}
 
-task_queues = [Queue(lane, routing_key=lane) for lane in LANES]
+task_queues = [Queue(queue, routing_key=queue) for lane in LANES for queue in lane_queues(lane)]
 task_default_queue = "heuristic"
 task_routes = {f"qgate.solve.{lane}": {"queue": lane} for lane in LANES}
 task_ignore_result = True

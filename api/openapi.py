@@ -128,6 +128,10 @@ def _solve_request() -> dict[str, Any]:
                           "description": "premium needs the tier:premium scope"},
             "callback_url": _nullable({"type": "string", "maxLength": 2048, "pattern": "^https?://"}),
             "seed": _nullable({"type": "integer", "minimum": 0, "maximum": 2**32 - 1}),
+            "priority": _nullable({"enum": ["interactive", "batch"],
+                                   "description": "interactive attempts wait on their lane's interactive queue, "
+                                                  "served by reserved workers; default: interactive for budgets "
+                                                  "up to the sync threshold, else batch"}),
             "metadata": {"type": "object", "maxProperties": envelope.MAX_METADATA_ITEMS,
                          "propertyNames": {"minLength": 1, "maxLength": 64},
                          "additionalProperties": scalar,

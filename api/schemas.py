@@ -37,6 +37,7 @@ class SolveRequest(BaseModel):
     callback_url: str | None = Field(default=None, max_length=2048)
     seed: StrictInt | None = Field(default=None, ge=0, lt=2**32)
     metadata: dict[MetadataKey, Any] = Field(default_factory=dict, max_length=MAX_METADATA_ITEMS)
+    priority: Literal["interactive", "batch"] | None = None
 
     @field_validator("metadata")
     @classmethod

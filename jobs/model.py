@@ -316,6 +316,7 @@ class JobRequestOptions(BaseModel):
     strategy: Literal["fallback", "portfolio"]
     cost_tier: Literal["standard", "premium"]
     metadata: dict[str, Any]
+    priority: Literal["interactive", "batch"] | None = None
 
 
 class JobAudit(BaseModel):
@@ -356,7 +357,8 @@ def public_view(job: Job) -> dict[str, Any]:
     record = job.model_dump()
     view = {k: v for k, v in record.items() if k in _COPIED or k == "attempts"}
     view["attempts"] = [{k: v for k, v in a.items() if k in _ATTEMPT_FIELDS} for a in record["attempts"]]
-    view["request"] = {k: job.request.get(k) for k in JobRequestOptions.model_fields}
+    view["request"] = {k: job.request.get(k) for k, field in JobRequestOptions.model_fields.items()
+                       if field.is_required() or k in job.request}  # a job of an older version has no priority
     view["current_lane"] = job.current.lane if job.current else None
     view["audit"] = {"receipt_url": f"/api/v1/audit/jobs/{job.job_id}/receipt"}
     return view

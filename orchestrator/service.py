@@ -91,6 +91,7 @@ class ServiceConfig:
     """Plain configuration values (the edges read them from settings)."""
 
     lease_grace_ms: int = 2000
+    sync_threshold_ms: int = 1000
     max_active_jobs_per_tenant: int = 1000
     standard_tier_max_usd: float = 0.0
     qpu_price_per_task_usd: float = 0.0
@@ -229,9 +230,12 @@ class JobService:
         plan, costs = self.plan(caller, submission)
         _require_runnable(plan)
         problem = submission.problem
+        options = dict(submission.options)
+        if not options.get("priority"):
+            options["priority"] = "interactive" if submission.budget_ms <= self.config.sync_threshold_ms else "batch"
         job, events = model.new_job(job_id=job_id, tenant=caller.tenant, client_id=caller.client_id,
                                     kind=problem.kind, budget_ms=submission.budget_ms,
-                                    request=dict(submission.options), plan=[step.as_dict() for step in plan],
+                                    request=options, plan=[step.as_dict() for step in plan],
                                     fingerprint=fingerprint(problem), cost_estimate=job_cost_estimate(plan, costs))
         job, dispatched = fallback.start(job, self.config.lease_grace_ms)
         publish = self._publisher(job)

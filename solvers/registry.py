@@ -20,6 +20,24 @@ from solvers.capability import (
 )
 
 LANES = ("qpu", "sim", "heuristic")
+INTERACTIVE_SUFFIX = ".interactive"
+
+
+def interactive_queue(lane: str) -> str:
+    """The queue of a lane's interactive attempts (sync jobs and ``priority: interactive``): consumed
+    first by every worker of the lane, and only by the lane's reserved interactive workers."""
+    return lane + INTERACTIVE_SUFFIX
+
+
+def lane_queues(lane: str) -> list[str]:
+    """Every queue a lane's attempts wait on, interactive first."""
+    return [interactive_queue(lane), lane]
+
+
+def lane_of_queue(queue: str) -> str | None:
+    """The lane a queue serves, or None for a queue that is not a lane's."""
+    lane = queue.removesuffix(INTERACTIVE_SUFFIX)
+    return lane if lane in LANES else None
 
 LANE_KINDS: dict[str, frozenset[str]] = {
     "qpu": frozenset({"circuit"}),

@@ -12,6 +12,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from solvers.registry import lane_queues
+
 
 COUNTERS = "qgate:metrics:counters"
 SEP = "|"
@@ -75,7 +77,7 @@ class RedisCollector(Collector):
         workers = GaugeMetricFamily("qgate_lane_workers", "Live workers per lane", labels=["lane"])
         live = self.live_workers(self.client)
         for lane in live:
-            depth.add_metric([lane], float(self.client.llen(lane)))
+            depth.add_metric([lane], float(sum(self.client.llen(queue) for queue in lane_queues(lane))))
             workers.add_metric([lane], float(len(live[lane])))
         yield depth
         yield workers

@@ -20,6 +20,7 @@ from kombu.serialization import dumps as serialize
 from kombu.utils.json import dumps as envelope_json
 
 from jobs.model import Job
+from solvers.registry import interactive_queue
 from workers.app import app
 
 HARD_LIMIT_MARGIN_S = 5.0
@@ -28,6 +29,14 @@ PERSISTENT = 2  # kombu's delivery mode for a durable message, what Celery's que
 
 def task_name(lane: str) -> str:
     return f"qgate.solve.{lane}"
+
+
+def queue_of(job: Job) -> str | None:
+    """The queue of the job's current attempt: its lane's interactive queue for an interactive job."""
+    current = job.current
+    if not current:
+        return None
+    return interactive_queue(current.lane) if job.request.get("priority") == "interactive" else current.lane
 
 
 class CeleryEnqueuer:
@@ -51,7 +60,7 @@ class CeleryEnqueuer:
         if not current:
             return
         self.app.send_task(task_name(current.lane), args=[job.job_id, current.n],
-                      task_id=current.task_id, queue=current.lane, time_limit=self._hard_limit_s(current.limit_ms))
+                           task_id=current.task_id, queue=queue_of(job), time_limit=self._hard_limit_s(current.limit_ms))
 
     def publisher(self, job: Job) -> Callable[[Any], None] | None:
         """The job's current attempt as a write to add to a transaction on the broker's Redis."""
@@ -77,8 +86,9 @@ class CeleryEnqueuer:
         envelope = channel.prepare_message(data, 0, content_type, content_encoding, headers, properties)
         envelope["body"], body_encoding = channel.encode_body(envelope["body"], channel.body_encoding)
         envelope["properties"].update(body_encoding=body_encoding, delivery_tag=str(uuid.uuid4()))
-        envelope["properties"]["delivery_info"].update(exchange="", routing_key=current.lane)
-        return current.lane, envelope_json(envelope)
+        queue = queue_of(job)
+        envelope["properties"]["delivery_info"].update(exchange="", routing_key=queue)
+        return queue, envelope_json(envelope)
 
     def _channel(self) -> Any:
         """A kombu channel of this thread, for its message preparation only: nothing is sent through it."""

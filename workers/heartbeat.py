@@ -20,6 +20,7 @@ from celery import signals
 from routing.health import beat, leave
 from workers.connections import get_redis
 from settings import LANES, get_settings
+from solvers.registry import lane_of_queue
 
 log = structlog.get_logger("qgate.worker")
 _stop = threading.Event()
@@ -50,7 +51,7 @@ def can_work(consumer: Any, interval_s: float, now: float | None = None) -> tupl
 
 def _lanes(consumer: Any) -> list[str]:
     names = consumer.app.amqp.queues.consume_from or {}
-    return [name for name in names if name in LANES]
+    return list(dict.fromkeys(lane for lane in map(lane_of_queue, names) if lane is not None))
 
 
 @signals.worker_ready.connect

@@ -149,16 +149,21 @@ class Stack:
         except requests.RequestException:
             return False
 
-    def start_worker(self, lane: str, env: dict[str, str] | None = None, concurrency: int = 1) -> None:
-        name = f"{lane}-{next(self._names)}@test"
-        argv = [str(BIN / "celery"), "-A", "workers.app", "worker", "-Q", lane, "-n", name, "--concurrency",
+    def start_worker(self, lane: str, env: dict[str, str] | None = None, concurrency: int = 1,
+                     queues: str | None = None, key: str | None = None) -> None:
+        """A worker of ``lane`` consuming ``queues`` (default: the lane's interactive queue, then its own),
+        kept under ``key`` (default: the lane) in ``self.workers``."""
+        key = key or lane
+        name = f"{key.replace('.', '-')}-{next(self._names)}@test"
+        queues = queues or f"{lane}.interactive,{lane}"
+        argv = [str(BIN / "celery"), "-A", "workers.app", "worker", "-Q", queues, "-n", name, "--concurrency",
                 str(concurrency), "--pool", "prefork", "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
-        self.workers[lane] = Process(f"worker-{name}", argv, self._env(env), self.logs)
-        self.worker_names[lane] = name
-        wait_for(lambda: self._worker_beating(lane, name), 90, f"{lane} worker {name}")
+        self.workers[key] = Process(f"worker-{name}", argv, self._env(env), self.logs)
+        self.worker_names[key] = name
+        wait_for(lambda: self._worker_beating(lane, name, key), 90, f"{lane} worker {name}")
 
-    def _worker_beating(self, lane: str, name: str) -> bool:
-        assert self.workers[lane].alive(), self.workers[lane].tail()
+    def _worker_beating(self, lane: str, name: str, key: str | None = None) -> bool:
+        assert self.workers[key or lane].alive(), self.workers[key or lane].tail()
         score = self.redis().zscore(f"qgate:lane:{lane}:alive", name)
         return score is not None and score > time.time()
 

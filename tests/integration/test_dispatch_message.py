@@ -37,9 +37,9 @@ def enqueuer(rig: Stack) -> Iterator[CeleryEnqueuer]:
     celery.close()
 
 
-def _job(lane: str, limit_ms: int) -> model.Job:
+def _job(lane: str, limit_ms: int, priority: str = "batch") -> model.Job:
     job, _ = model.new_job(job_id=model.new_job_id(), tenant="acme", client_id="qc_1", kind="tsp",
-                           budget_ms=limit_ms, request={"seed": 7}, plan=[], fingerprint="sha256:" + "0" * 64,
+                           budget_ms=limit_ms, request={"seed": 7, "priority": priority}, plan=[], fingerprint="sha256:" + "0" * 64,
                            cost_estimate={"usd": 0.0, "basis": "none"})
     job, _ = model.dispatch(job, lane, limit_ms, 1500)
     return job
@@ -53,20 +53,22 @@ def _decoded(raw: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("lane", ["qpu", "sim", "heuristic"])
-@pytest.mark.parametrize("limit_ms", [1, 950, 120_000])
+@pytest.mark.parametrize("limit_ms,priority", [(1, "interactive"), (950, "interactive"), (950, "batch"),
+                                               (120_000, "batch")])
 def test_the_transactional_message_is_what_send_task_publishes(rig: Stack, enqueuer: CeleryEnqueuer,
-                                                               lane: str, limit_ms: int) -> None:
-    job = _job(lane, limit_ms)
+                                                               lane: str, limit_ms: int, priority: str) -> None:
+    job = _job(lane, limit_ms, priority)
+    queue = lane + ".interactive" if priority == "interactive" else lane
     client = rig.redis()
     enqueuer.enqueue(job)
-    celery_sent = client.lpop(lane)
+    celery_sent = client.lpop(queue)
     pipe = client.pipeline(transaction=True)
     publish = enqueuer.publisher(job)
     assert publish is not None
     publish(pipe)
     pipe.execute()
-    ours = client.lpop(lane)
-    assert client.llen(lane) == 0
+    ours = client.lpop(queue)
+    assert client.llen(lane) == 0 and client.llen(lane + ".interactive") == 0
     assert _decoded(ours) == _decoded(celery_sent)
     assert _decoded(ours)["body"][0] == [job.job_id, 1]
 

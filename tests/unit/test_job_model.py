@@ -169,7 +169,7 @@ def test_the_public_view_is_a_job_view(name: str) -> None:
     view = model.public_view(_scenarios()[name])
     assert list(view) == [k for k in json.loads(PREVIOUS[name][1])]
     assert set(view) == set(JobView.model_fields)
-    assert JobView.model_validate(view).model_dump() == view
+    assert JobView.model_validate(view).model_dump(exclude_unset=True) == view  # priority: absent on older jobs
     assert {"tenant", "client_id", "deadline", "current", "dispatches", "audit_events"}.isdisjoint(view)
 
 
