@@ -84,10 +84,10 @@ def _solve() -> Any:
         job, replayed = services().job_service.submit(principal, submission)
     except Refused as exc:
         raise as_api_error(exc) from None
-    structlog.contextvars.bind_contextvars(job_id=job.job_id)
-    if not replayed:
-        structlog.get_logger("qgate.api").info("job_accepted", kind=problem.kind, budget_ms=budget_ms,
-                                               lanes=[s.lane for s in job.plan if s.action == "try"])
+    # the request's own log line (api.app) carries the admission: one line per submit, not two
+    structlog.contextvars.bind_contextvars(job_id=job.job_id, kind=problem.kind, budget_ms=budget_ms,
+                                          lanes=[s.lane for s in job.plan if s.action == "try"],
+                                          replayed=replayed)
     return _answer(job, budget_ms)
 
 
