@@ -154,6 +154,15 @@ class JobStore:
 
         return self.redis.transaction(apply, *watches, value_from_callable=True)
 
+    def is_cancelled(self, job_id: str) -> bool:
+        """Whether the job has been cancelled (what a running attempt's cancellation watch asks)."""
+        raw = self.redis.get(job_key(job_id))
+        return raw is not None and _load_job(raw).status == "cancelled"
+
+    def record(self, job: Job, event_type: str, data: dict[str, Any]) -> None:
+        """An audit event about the job that changes nothing in its record."""
+        emit(self.redis, event_type, job_id=job.job_id, tenant=job.tenant, **data)
+
     def forget_lease(self, job_id: str) -> None:
         """Drop a lease whose job is gone (expired or deleted)."""
         self.redis.zrem(LEASES, job_id)

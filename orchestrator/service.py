@@ -68,7 +68,8 @@ class LaneRuntime(Protocol):
 
     def limits(self, lane: str) -> LaneLimits: ...
 
-    def time_limit(self, deadline: float) -> AbstractContextManager[None]: ...
+    def time_limit(self, deadline: float,
+                   cancelled: Callable[[], bool] | None = None) -> AbstractContextManager[None]: ...
 
     def before_solve(self, lane: str) -> None: ...
 
@@ -80,6 +81,11 @@ class AttemptTimeLimit(BaseException):
     code whose ``except Exception`` blocks would otherwise swallow it or re-wrap it as their own error
     (the emulated QPU turned it into "QpuError: simulation error", recording a timeout as a failure).
     """
+
+
+class AttemptCancelled(BaseException):
+    """Raised by a runtime's cancellation watch inside the solver once the job has been cancelled
+    (a BaseException for the same reason as AttemptTimeLimit)."""
 
 
 class InjectedFault(Exception):
@@ -331,7 +337,14 @@ class JobService:
             self._enqueue(job)
             return "timeout"
         self._info("attempt_started", tenant=job.tenant)
+        started = time.time()
         done = self._solve(lane, job_id, job, runtime)
+        if done.outcome == "cancelled":  # the job was concluded by the cancel itself; say that the work stopped
+            stopped = dict(done.result or {}, ran_ms=round((time.time() - started) * 1000, 1))
+            _with_redis(lambda: self.store.record(job, "attempt.stopped", stopped), time.time() + 5,
+                        "record the stop", self.log)
+            self._info("attempt_stopped", **stopped)
+            return "cancelled"
         try:
             job = self._conclude(job_id, attempt, done, current.lease_until)
         except (model.Conflict, KeyError) as exc:
@@ -363,7 +376,7 @@ class JobService:
         try:
             data = _with_redis(lambda: self.store.problem(job_id), deadline, "read the problem", self.log)
             problem = parse_problem(data)
-            with runtime.time_limit(deadline + ALARM_SLACK_S):
+            with runtime.time_limit(deadline + ALARM_SLACK_S, cancelled=lambda: self.store.is_cancelled(job_id)):
                 runtime.before_solve(lane)
                 solver, verdict = choose_solver(lane, problem, runtime.limits(lane), runtime.solvers(lane))
                 if solver is None:
@@ -382,6 +395,10 @@ class JobService:
             return AttemptOutcome("succeeded", "", solver_info, result, provenance, calibration)
         except AttemptTimeLimit:
             return AttemptOutcome("timeout", f"time limit of {current.limit_ms} ms reached", solver_info)
+        except AttemptCancelled as exc:
+            stopped = {"lane": lane, "attempt": current.n, "solver": solver_info,
+                       "provider_job": getattr(exc, "provider_job", None)}
+            return AttemptOutcome("cancelled", "cancelled by the client", solver_info, result=stopped)
         except SolverRefused as exc:
             return AttemptOutcome("skipped", str(exc), solver_info)
         except TimeoutError as exc:

@@ -340,7 +340,11 @@ class QpuCircuitSolver:
             raise SolverRefused(f"capacity: depth {depth} > {max_depth} after transpiling to {adapter.name}")
         handle = adapter.submit(circuit, problem.shots, seed)
         submitted = time.monotonic()
-        state = self._wait(handle, deadline, time_limit_s)
+        try:
+            state = self._wait(handle, deadline, time_limit_s)
+        except BaseException as exc:  # the attempt was cancelled or timed out while the job waited: cancel it
+            exc.provider_job = self._cancel_on_the_way_out(handle)  # type: ignore[attr-defined]
+            raise
         if state != "done":
             adapter.result(handle)  # raises the provider's QpuError for failed/cancelled jobs
             raise QpuError(f"job {handle} ended {state}")
@@ -357,6 +361,18 @@ class QpuCircuitSolver:
         }
         return Solution(result={"counts": counts}, details=details,
                         calibration=adapter.calibration_snapshot())
+
+    def _cancel_on_the_way_out(self, handle: str) -> dict[str, Any]:
+        """Cancel the provider's job and say whether the provider confirms it (its state is then
+        ``cancelled``); a provider error is reported, never raised over the exception in flight."""
+        try:
+            self.adapter.cancel(handle)
+            state = self.adapter.poll(handle)
+        except Exception as exc:
+            return {"job": handle, "backend": self.adapter.name, "cancel_confirmed": False,
+                    "error": self.adapter.redact(f"{type(exc).__name__}: {exc}")[:300]}
+        return {"job": handle, "backend": self.adapter.name, "cancel_confirmed": state == "cancelled",
+                "state": state}
 
     def _wait(self, handle: str, deadline: float, time_limit_s: float) -> str:
         while True:

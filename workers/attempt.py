@@ -8,7 +8,7 @@ import random
 import time
 from contextlib import AbstractContextManager
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable
 
 import structlog
 
@@ -56,8 +56,9 @@ class WorkerRuntime:
     def limits(self, lane: str) -> LaneLimits:
         return lane_limits(lane)
 
-    def time_limit(self, deadline: float) -> AbstractContextManager[None]:
-        return alarm_at(deadline)
+    def time_limit(self, deadline: float,
+                   cancelled: Callable[[], bool] | None = None) -> AbstractContextManager[None]:
+        return alarm_at(deadline, cancelled)
 
     def before_solve(self, lane: str) -> None:
         """The drills of QGATE_FAULTS: sleep, or fail this share of attempts."""

@@ -14,6 +14,7 @@ import pytest
 from jobs import model
 from jobs.store import LEASES, JobStore, calibration_key
 from orchestrator.service import (
+    AttemptCancelled,
     AttemptTimeLimit,
     IdempotencyConflict,
     InjectedFault,
@@ -101,7 +102,8 @@ class Runtime:
     def limits(self, lane: str) -> LaneLimits:
         return LaneLimits()
 
-    def time_limit(self, deadline: float) -> contextlib.AbstractContextManager[None]:
+    def time_limit(self, deadline: float, cancelled: Any = None) -> contextlib.AbstractContextManager[None]:
+        self.cancelled = cancelled
         return contextlib.nullcontext()
 
     def before_solve(self, lane: str) -> None:
@@ -337,6 +339,27 @@ def test_the_time_limit_passes_through_a_solvers_catch_all(service: JobService) 
     job, _ = _submit(service)
     assert _run(service, job, Runtime(CatchesEverything())) == "timeout"
     assert "time limit of" in service.job_of("acme", job.job_id).attempts[0].reason
+
+
+def test_a_cancelled_attempt_stops_and_the_stop_is_audited(service: JobService) -> None:
+    job, _ = _submit(service)
+    runtime = Runtime()
+
+    class StopsWhenCancelled(FakeSolver):
+        def solve(self, problem: Any, *, time_limit_s: float, seed: int | None) -> Solution:
+            assert runtime.cancelled() is False
+            service.cancel("acme", job.job_id)  # the client cancels while the solver runs
+            assert runtime.cancelled() is True  # what the worker's cancellation watch asks
+            raise AttemptCancelled()  # what the watch raises inside the solver
+
+    runtime.solver = StopsWhenCancelled()
+    assert _run(service, job, runtime) == "cancelled"
+    done = service.job_of("acme", job.job_id)
+    assert done.status == "cancelled" and done.attempts[0].outcome == "cancelled"
+    events = [json.loads(fields["event"]) for _, fields in service.store.redis.xrange("qgate:audit:events")]
+    stopped = [e for e in events if e["type"] == "attempt.stopped"]
+    assert len(stopped) == 1 and stopped[0]["job_id"] == job.job_id
+    assert stopped[0]["data"]["lane"] == "heuristic" and stopped[0]["data"]["ran_ms"] >= 0
 
 
 def test_service_config_takes_the_settings_values_by_name() -> None:
