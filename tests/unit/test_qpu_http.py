@@ -431,3 +431,25 @@ def test_settings_accept_the_http_provider() -> None:
     from settings import Settings
 
     assert Settings.from_env({"QGATE_QPU_PROVIDER": "http"}).qpu_provider == "http"
+
+
+def test_sighup_in_a_pool_child_reloads_the_provider_certificates(monkeypatch: pytest.MonkeyPatch,
+                                                                  files: TlsFiles) -> None:
+    import signal
+
+    import settings
+    from workers.qpu import reload_provider_tls_on_sighup
+
+    monkeypatch.setattr(settings, "get_settings", lambda: settings.Settings(qpu_provider="http"))
+    monkeypatch.setattr("workers.qpu.get_settings", settings.get_settings)
+    previous = signal.getsignal(signal.SIGHUP)
+    try:
+        reload_provider_tls_on_sighup()
+        assert callable(signal.getsignal(signal.SIGHUP))  # else the SIGHUP below would end the test run
+        tls = ReloadingClientTls(files)
+        first = tls.current()
+        os.kill(os.getpid(), signal.SIGHUP)
+        wait_until(lambda: tls.current() is not first, timeout=2)
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    assert tls.loads == 2
