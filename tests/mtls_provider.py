@@ -60,13 +60,19 @@ def identity_of(peer: dict[str, Any] | None) -> str:
     return "?"
 
 
+_SIMULATING = threading.Lock()
+
+
 def run_counts(qasm: str, shots: int, seed: int | None) -> dict[str, int]:
+    """Ideal, seeded counts; one circuit at a time (qiskit crashed when first used from two handler
+    threads at once)."""
     from qiskit import qasm3
     from qiskit_aer import AerSimulator
 
-    circuit = qasm3.loads(qasm)
-    run = AerSimulator().run(circuit, shots=shots, seed_simulator=1 + (seed or 0))
-    return dict(run.result().get_counts(0))
+    with _SIMULATING:
+        circuit = qasm3.loads(qasm)
+        run = AerSimulator().run(circuit, shots=shots, seed_simulator=1 + (seed or 0))
+        return dict(run.result().get_counts(0))
 
 
 @dataclass
@@ -108,6 +114,9 @@ class ProviderStub:
         return context
 
     def __enter__(self) -> ProviderStub:
+        import qiskit.qasm3  # noqa: F401  imported here, in the caller's thread, not first in a handler's
+        import qiskit_aer  # noqa: F401
+
         context, stub = self.context(), self
 
         class Server(ThreadingHTTPServer):
