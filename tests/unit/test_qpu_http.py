@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import ssl
 import threading
@@ -250,8 +251,6 @@ def test_each_tls_failure_fails_the_attempt_and_the_job_falls_back(mode: Mode, t
     tried = job.attempts[0]
     assert outcome == "failed" and tried.lane == "qpu" and tried.outcome == "failed"
     assert tried.reason.startswith("QpuError: mTLS provider ")
-    import re
-
     assert re.search(mode.reason, tried.reason), tried.reason
     assert str(tmp_path) not in tried.reason
     assert job.status not in ("succeeded", "failed") and job.current.lane == "sim"
