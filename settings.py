@@ -201,7 +201,7 @@ class Settings:
             lease_grace_ms=_int(env, "QGATE_LEASE_GRACE_MS", cls.lease_grace_ms, 100),
             worker_heartbeat_s=_int(env, "QGATE_WORKER_HEARTBEAT_S", cls.worker_heartbeat_s, 1),
             faults=parse_faults(env.get("QGATE_FAULTS", "")),
-            qpu_provider=_choice(env, "QGATE_QPU_PROVIDER", cls.qpu_provider, ("emulated", "ibm", "braket")),
+            qpu_provider=_choice(env, "QGATE_QPU_PROVIDER", cls.qpu_provider, ("emulated", "ibm", "braket", "http")),
             qpu_backend=env.get("QGATE_QPU_BACKEND") or cls.qpu_backend,
             qpu_queue_delay_ms=_int(env, "QGATE_QPU_QUEUE_DELAY_MS", cls.qpu_queue_delay_ms),
             qpu_failure_rate=_float(env, "QGATE_QPU_FAILURE_RATE", cls.qpu_failure_rate),

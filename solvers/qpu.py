@@ -333,22 +333,26 @@ class QpuCircuitSolver:
     def solve(self, problem: Any, *, time_limit_s: float, seed: int | None) -> Solution:
         deadline = time.monotonic() + time_limit_s
         adapter = self.adapter
-        circuit = adapter.transpile(parse_qasm(problem.qasm).copy(), seed)
-        depth = circuit.depth()
-        max_depth = adapter.limits().max_depth
-        if max_depth is not None and depth > max_depth:
-            raise SolverRefused(f"capacity: depth {depth} > {max_depth} after transpiling to {adapter.name}")
-        handle = adapter.submit(circuit, problem.shots, seed)
-        submitted = time.monotonic()
-        try:
-            state = self._wait(handle, deadline, time_limit_s)
-        except BaseException as exc:  # the attempt was cancelled or timed out while the job waited: cancel it
-            exc.provider_job = self._cancel_on_the_way_out(handle)  # type: ignore[attr-defined]
-            raise
-        if state != "done":
-            adapter.result(handle)  # raises the provider's QpuError for failed/cancelled jobs
-            raise QpuError(f"job {handle} ended {state}")
-        counts = adapter.result(handle)
+        with adapter.attempt(deadline):
+            circuit = adapter.transpile(parse_qasm(problem.qasm).copy(), seed)
+            depth = circuit.depth()
+            max_depth = adapter.limits().max_depth
+            if max_depth is not None and depth > max_depth:
+                raise SolverRefused(f"capacity: depth {depth} > {max_depth} after transpiling to {adapter.name}")
+            handle = adapter.submit(circuit, problem.shots, seed)
+            submitted = time.monotonic()
+            try:
+                state = self._wait(handle, deadline, time_limit_s)
+            except TimeoutError:
+                raise  # the solver's own deadline: _wait has cancelled the job and says so
+            except BaseException as exc:  # the attempt was cancelled or its alarm fired while the job waited
+                exc.provider_job = self._cancel_on_the_way_out(handle)  # type: ignore[attr-defined]
+                raise
+            if state != "done":
+                adapter.result(handle)  # raises the provider's QpuError for failed/cancelled jobs
+                raise QpuError(f"job {handle} ended {state}")
+            counts = adapter.result(handle)
+            calibration = adapter.calibration_snapshot()
         details = {
             "backend": adapter.name,
             "job": handle,
@@ -359,8 +363,7 @@ class QpuCircuitSolver:
             "queue_s": round(time.monotonic() - submitted, 4),
             "cost": adapter.cost_estimate(problem.shots),
         }
-        return Solution(result={"counts": counts}, details=details,
-                        calibration=adapter.calibration_snapshot())
+        return Solution(result={"counts": counts}, details=details, calibration=calibration)
 
     def _cancel_on_the_way_out(self, handle: str) -> dict[str, Any]:
         """Cancel the provider's job and say whether the provider confirms it (its state is then
@@ -376,7 +379,10 @@ class QpuCircuitSolver:
 
     def _wait(self, handle: str, deadline: float, time_limit_s: float) -> str:
         while True:
-            state = self.adapter.poll(handle)
+            try:
+                state = self.adapter.poll(handle)
+            except TimeoutError as exc:  # the provider did not answer in the attempt's time: cancel the job
+                raise TimeoutError(f"{exc}; {self._cancel_after_timeout(handle)}") from None
             if state in TERMINAL_STATES:
                 return state
             remaining = deadline - time.monotonic()
@@ -384,7 +390,15 @@ class QpuCircuitSolver:
                 self.adapter.cancel(handle)
                 raise TimeoutError(f"job {handle} on {self.adapter.name} still {state} after the "
                                    f"{time_limit_s:g} s time limit; cancelled")
-            time.sleep(min(self.poll_interval_s, remaining))
+            time.sleep(min(max(self.poll_interval_s, self.adapter.poll_interval_s), remaining))
+
+    def _cancel_after_timeout(self, handle: str) -> str:
+        """Cancel ``handle`` once its attempt has run out of time; what became of it, for the reason."""
+        try:
+            self.adapter.cancel(handle)
+        except (QpuError, OSError) as exc:  # TimeoutError included: the job stays queued at the provider
+            return f"job {handle} could not be cancelled: {exc}"
+        return f"job {handle} cancelled"
 
 
 def _physical_qubits(circuit: Any) -> list[int]:

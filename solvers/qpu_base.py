@@ -190,6 +190,8 @@ class QpuAdapter(ABC):
     # Environment variables holding credentials of this provider: their values, read when an error is
     # built, are redacted from it (as is every value given as ``redact=``).
     secret_env_vars: tuple[str, ...] = ()
+    # The shortest pause between two polls of a job that the provider wants (the solver's own is shorter).
+    poll_interval_s = 0.0
 
     def __init__(self, *, max_depth: int = 2000, redact: Iterable[str] = ()) -> None:
         self.max_depth = max_depth
@@ -268,6 +270,13 @@ class QpuAdapter(ABC):
         return manager.run(circuit)
 
     # ------------------------------------------------------------------ jobs
+
+    @contextmanager
+    def attempt(self, deadline: float) -> Iterator[None]:
+        """Around the calls an attempt makes (``deadline`` on ``time.monotonic``). An adapter whose calls
+        block on a network bounds them by it; one that holds per-attempt state (a TLS identity) sets it
+        here. The default has nothing to do."""
+        yield
 
     @abstractmethod
     def submit(self, circuit: Any, shots: int, seed: int | None) -> str:

@@ -125,7 +125,7 @@ def test_the_walk_sees_imports_inside_functions(tmp_path: Path) -> None:
 
 def test_qpu_adapters_import_the_base_not_each_other() -> None:
     graph = _graph()
-    adapters = ("solvers.qpu", "solvers.qpu_ibm", "solvers.qpu_braket")
+    adapters = ("solvers.qpu", "solvers.qpu_ibm", "solvers.qpu_braket", "solvers.qpu_http")
     for adapter in adapters:
         assert "solvers.qpu_base" in graph[adapter]
         assert not graph[adapter] & {*adapters, "solvers.qpu_factory", "solvers.registry"}, adapter

@@ -100,7 +100,7 @@ def test_adapter_job_table_keeps_max_jobs_kept() -> None:
     assert adapter.poll(handles[2]) == "done"
 
 
-@pytest.mark.parametrize("adapter_class", ["emulated", "ibm", "braket"])
+@pytest.mark.parametrize("adapter_class", ["emulated", "ibm", "braket", "http"])
 def test_every_adapter_keeps_the_bound(adapter_class: str) -> None:
     from solvers.qpu_factory import adapter_class as resolve
 
@@ -181,7 +181,7 @@ COMMON = ("transpile", "limits", "cost_estimate", "provider_errors", "_error", "
 QISKIT_COMMON = ("name", "version", "transpile_target", "device_limits", "calibration")
 
 
-@pytest.mark.parametrize("provider", ["emulated", "ibm", "braket"])
+@pytest.mark.parametrize("provider", ["emulated", "ibm", "braket", "http"])
 def test_adapters_keep_only_their_own(provider: str) -> None:
     from solvers.qpu_factory import adapter_class
 
@@ -315,7 +315,7 @@ def test_make_qpu_adapter_errors() -> None:
         make_qpu_adapter("ibm", env={}, **options)
     with pytest.raises(ValueError, match="QGATE_BRAKET_DEVICE_ARN"):
         make_qpu_adapter("braket", env={}, **options)
-    with pytest.raises(ValueError, match="unknown qpu provider 'ionq'; expected emulated, ibm or braket"):
+    with pytest.raises(ValueError, match="unknown qpu provider 'ionq'; expected emulated, ibm, braket or http"):
         make_qpu_adapter("ionq", env={}, **options)
     with pytest.raises(ValueError, match="failure_rate"):
         make_qpu_adapter("emulated", env={}, **{**options, "failure_rate": 2.0})
