@@ -13,6 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from solvers.registry import lane_queues
+from telemetry import rollups
 
 
 COUNTERS = "qgate:metrics:counters"
@@ -20,8 +21,15 @@ SEP = "|"
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-def count_events(pipe: Any, events: Iterable[tuple[str, dict[str, Any]]]) -> None:
-    """Increment the counters that job events stand for."""
+def count_events(pipe: Any, events: Iterable[tuple[str, dict[str, Any]]], job: Any = None) -> None:
+    """Increment the counters that job events stand for, and (given the ``job`` they change) its roll-ups
+    in ``telemetry.rollups``, on the same pipeline: one transaction with the change itself."""
+    events = list(events)
+    if job is not None:
+        try:
+            rollups.record(pipe, events, job)
+        except Exception:  # history is best effort: a roll-up must never refuse a job's transition
+            pass
     for event_type, data in events:
         if event_type.startswith("attempt.") and "outcome" in data:
             pipe.hincrby(COUNTERS, SEP.join(("attempts", data["lane"], data["outcome"])), 1)
