@@ -32,7 +32,7 @@ DEFAULT_RANGE_S = 86400
 
 def parse_time(name: str, raw: str | None, default: float) -> float:
     """An ISO 8601 date or date-time (UTC unless it says otherwise) as a Unix time."""
-    if raw is None or raw == "":
+    if raw is None:
         return default
     if not TIME.match(raw):
         raise ApiError(400, f"{name}: want an ISO 8601 date or date-time such as 2026-01-31 or 2026-01-31T12:00Z")
@@ -52,22 +52,22 @@ def iso(ts: float) -> str:
 def _tenant_filter(asked: str | None) -> str | None:
     """The tenant the rows are limited to (None: every tenant); only ops:read reaches beyond its own."""
     principal = g.principal
-    if asked in (None, "", principal.tenant):
+    if asked is None or asked == principal.tenant:
         return principal.tenant
     if "ops:read" not in principal.scopes:
         raise ApiError(403, "missing scope: ops:read (needed to read other tenants' usage)")
     if asked == "*":
         return None
-    if not is_tenant(asked):
+    if not is_tenant(asked):  # "" included: a parameter given is a parameter checked
         raise ApiError(400, "tenant: not a tenant name")
     return asked
 
 
 def _wants_csv() -> bool:
     fmt = request.args.get("format")
-    if fmt not in (None, "", "json", "csv"):
+    if fmt not in (None, "json", "csv"):
         raise ApiError(400, "format: json or csv")
-    if fmt:
+    if fmt is not None:
         return fmt == "csv"
     best = request.accept_mimetypes.best_match(["application/json", "text/csv"], default="application/json")
     return best == "text/csv" and request.accept_mimetypes["text/csv"] > request.accept_mimetypes["application/json"]
@@ -91,7 +91,7 @@ def get_usage() -> Any:
     if not {"quantum:solve", "ops:read"} & principal.scopes:
         raise ApiError(403, "missing scope: quantum:solve or ops:read")
     as_csv = _wants_csv()
-    group_by = request.args.get("group_by") or "tenant"
+    group_by = request.args.get("group_by", "tenant")
     if not GROUP_BY.match(group_by):
         raise ApiError(400, "group_by: tenant, lane, kind or metadata.<key>")
     now = time.time()
