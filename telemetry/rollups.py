@@ -20,7 +20,7 @@ Fields (``|``-separated; tenants never hold ``|``, other parts are cleaned by ``
 ``att|<lane>|<outcome>``                    attempts concluded
 ``jd|<lane>|<b>``, ``jds|<lane>``           end-to-end job duration: histogram bucket ``b``, sum in ms
 ``ad|<lane>|<b>``, ``ads|<lane>``           attempt run time (queue wait excluded; skipped attempts left out)
-``qw|<lane>|<b>``                           attempt queue wait
+``qw|<lane>|<b>``, ``qws|<lane>``           attempt queue wait
 ``slo|<lane>|in`` / ``slo|<lane>|out``      finished jobs that succeeded within their budget / did not
 ``fb|<from>|<to>|<class>``                  fallbacks by reason class
 ``fbr|<reason>``                            fallbacks by reason, digits folded to ``#``, cut to 80 characters
@@ -159,6 +159,7 @@ def increments(events: Iterable[tuple[str, dict[str, Any]]], job: Any) -> tuple[
                 add(fields, "ad", lane, bucket_of(data.get("duration_ms", 0.0)))
                 add(fields, "ads", lane, by=int(data.get("duration_ms", 0.0)))
                 add(fields, "qw", lane, bucket_of(data.get("queued_ms", 0.0)))
+                add(fields, "qws", lane, by=int(data.get("queued_ms", 0.0)))
         elif event_type == "job.fallback":
             last = job.attempts[-1].outcome if job.attempts else None
             add(fields, "fb", data.get("from"), data.get("to"), reason_class(data.get("reason", ""), last))
@@ -189,11 +190,15 @@ def increments(events: Iterable[tuple[str, dict[str, Any]]], job: Any) -> tuple[
     return fields, meta
 
 
-def record(pipe: Any, events: list[tuple[str, dict[str, Any]]], job: Any, now: float | None = None) -> None:
-    """Add ``events`` of ``job`` to the current minute and hour buckets, on ``pipe`` (the job's transaction)."""
+HISTOGRAM_FIELDS = ("jd", "jds", "ad", "ads", "qw", "qws")
+
+
+def record(pipe: Any, events: list[tuple[str, dict[str, Any]]], job: Any, now: float | None = None) -> dict[str, int]:
+    """Add ``events`` of ``job`` to the current minute and hour buckets, on ``pipe`` (the job's transaction);
+    returns the bucket fields added (``count_events`` keeps the histogram ones as lifetime counters too)."""
     fields, meta = increments(events, job)
     if not fields and not meta:
-        return
+        return fields
     now = time.time() if now is None else now
     hour_ttl = _history_days * 86400
     for key, ttl in ((minute_key(now), MINUTE_TTL_S), (hour_key(now), hour_ttl)):
@@ -209,6 +214,7 @@ def record(pipe: Any, events: list[tuple[str, dict[str, Any]]], job: Any, now: f
             pipe.lpush(key, job.job_id)
             pipe.ltrim(key, 0, bound - 1)
             pipe.expire(key, hour_ttl)
+    return fields
 
 
 def sample_queue_depths(client: Any, depths: dict[str, int], now: float | None = None) -> None:

@@ -153,3 +153,22 @@ def test_a_bad_job_never_refuses_its_transition(store: JobStore) -> None:
     broken.created_at = "not a date"
     store.redis.set(f"qgate:job:{job_id}", broken.model_dump_json())
     assert _run(store, broken).status == "succeeded"
+
+
+def test_prometheus_histograms_are_cumulative_and_fleet_wide(store: JobStore) -> None:
+    from prometheus_client import generate_latest
+    from prometheus_client.registry import CollectorRegistry
+
+    from telemetry.metrics import RedisCollector
+
+    for _ in range(2):
+        _run(store, _submit(store))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RedisCollector(store.redis, lambda _: {lane: [] for lane in LANES}))
+    text = generate_latest(registry).decode()
+    assert 'qgate_job_duration_seconds_count{lane="heuristic"} 2.0' in text
+    assert 'qgate_attempt_duration_seconds_bucket{lane="heuristic",le="+Inf"} 2.0' in text
+    assert 'qgate_queue_wait_seconds_bucket{lane="heuristic",le="0.001"}' in text
+    buckets = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith('qgate_job_duration_seconds_bucket{lane="heuristic"')]
+    assert buckets == sorted(buckets) and len(buckets) == len(BOUNDS_MS) + 1
