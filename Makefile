@@ -21,6 +21,7 @@ run: install
 
 test: install
 	@scripts/ensure-redis --binary
+	@scripts/ensure-chromium
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 unit: install

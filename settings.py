@@ -147,11 +147,19 @@ class Settings:
     audit_origin: str = "qgate.local/audit"
     checkpoint_seconds: float = 5.0
     audit_key_file: Path | None = None
+    history_days: int = 14
+    console_key_file: Path | None = None
 
     @property
     def signing_key_path(self) -> Path:
         """The issuer's key: a shared ``QGATE_JWT_KEY_FILE`` when several ingress hosts must agree."""
         return self.jwt_key_file or self.var_dir / "keys" / "jwt-es256.pem"
+
+    @property
+    def console_key_path(self) -> Path:
+        """The key that signs the console's session cookies: a shared ``QGATE_CONSOLE_KEY_FILE`` when several
+        ingress hosts serve the console, else a random key created on first start under the var directory."""
+        return self.console_key_file or self.var_dir / "keys" / "console-session.key"
 
     @property
     def audit_keys_dir(self) -> Path:
@@ -215,6 +223,8 @@ class Settings:
             audit_origin=env.get("QGATE_AUDIT_ORIGIN") or cls.audit_origin,
             checkpoint_seconds=_float(env, "QGATE_CHECKPOINT_SECONDS", cls.checkpoint_seconds),
             audit_key_file=Path(env["QGATE_AUDIT_KEY_FILE"]) if env.get("QGATE_AUDIT_KEY_FILE") else None,
+            history_days=_int(env, "QGATE_HISTORY_DAYS", cls.history_days, 1),
+            console_key_file=Path(env["QGATE_CONSOLE_KEY_FILE"]) if env.get("QGATE_CONSOLE_KEY_FILE") else None,
         )
 
 

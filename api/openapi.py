@@ -203,6 +203,19 @@ def _response_schemas() -> dict[str, dict[str, Any]]:
             "entries": {"type": "array", "items": {
                 "type": "object", "required": ["index", "line", "proof"],
                 "properties": {"index": {"type": "integer", "minimum": 0}, "line": string, "proof": b64_list}}}}},
+        "Usage": {"type": "object", "required": ["from", "to", "group_by", "tenant", "rows"], "properties": {
+            "from": string, "to": string, "group_by": string, "tenant": _nullable(string),
+            "granularity": string,
+            "rows": {"type": "array", "items": {
+                "type": "object", "required": ["day", "group", "jobs", "succeeded", "failed", "cancelled",
+                                               "qpu_shots", "usd"],
+                "properties": {"day": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
+                               "group": string, "jobs": {"type": "integer", "minimum": 0},
+                               "succeeded": {"type": "integer", "minimum": 0},
+                               "failed": {"type": "integer", "minimum": 0},
+                               "cancelled": {"type": "integer", "minimum": 0},
+                               "qpu_shots": {"type": "integer", "minimum": 0},
+                               "usd": {"type": "number", "minimum": 0}}}}}},
         "Health": {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}},
         "Readiness": {"type": "object", "required": ["ready", "redis", "lanes"], "properties": {
             "ready": {"type": "boolean"}, "redis": string,
@@ -285,6 +298,9 @@ def _index_query(name: str, minimum: int = 0, description: str | None = None) ->
 
 JOB_ID_PARAMETER = {"name": "job_id", "in": "path", "required": True, "description": "32 lowercase hex digits",
                     "schema": {"type": "string", "pattern": JOB_ID_PATTERN}}
+
+
+USAGE_TIME = r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?)?$"
 
 
 @lru_cache(maxsize=1)
@@ -380,6 +396,25 @@ def openapi_document() -> dict[str, Any]:
             "parameters": [_index_query("start"),
                            _index_query("end", description=f"start <= end <= start + {MAX_ENTRIES}")],
             "responses": {"200": _ok(_ref("AuditEntries")), "400": _error(400), **_bearer_errors(404)}}},
+        "/api/v1/usage": {"get": {
+            "operationId": "usage", "security": bearer,
+            "summary": "Jobs, outcomes, QPU shots and estimated USD per day and group, from the roll-ups",
+            "description": "Scope quantum:solve or ops:read. The caller's own tenant; with ops:read, "
+                           "tenant=<name> or tenant=* (every tenant). JSON, or CSV with format=csv or "
+                           "Accept: text/csv. Hour roll-ups: from and to are rounded out to whole hours.",
+            "parameters": [
+                {"name": "from", "in": "query", "required": False, "schema": {"type": "string", "pattern": USAGE_TIME},
+                 "description": "ISO 8601 date or date-time (UTC unless given); default: 24 h before to"},
+                {"name": "to", "in": "query", "required": False, "schema": {"type": "string", "pattern": USAGE_TIME},
+                 "description": "ISO 8601 date or date-time; default: now"},
+                {"name": "group_by", "in": "query", "required": False,
+                 "schema": {"type": "string", "pattern": "^(tenant|lane|kind|metadata\\.[A-Za-z0-9_.-]{1,64})$"}},
+                {"name": "tenant", "in": "query", "required": False,
+                 "schema": {"type": "string", "pattern": "^(\\*|[A-Za-z0-9][A-Za-z0-9_.-]{0,63})$"}},
+                {"name": "format", "in": "query", "required": False, "schema": {"enum": ["json", "csv"]}}],
+            "responses": {"200": {"description": "usage rows", "content": {
+                JSON: {"schema": _ref("Usage")}, "text/csv": {"schema": {"type": "string"}}}},
+                "400": _error(400), **_bearer_errors()}}},
         "/healthz": {"get": {"operationId": "healthz", "summary": "Process up", "security": [],
                              "responses": {"200": _ok(_ref("Health"))}}},
         "/readyz": {"get": {"operationId": "readyz", "summary": "Redis and a worker per lane answer",

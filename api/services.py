@@ -19,6 +19,7 @@ from ratelimit.logins import LoginFailureRules, LoginThrottle
 from ratelimit.policy import RatePolicy
 from routing.health import LaneHealth
 from settings import Settings
+from telemetry import rollups
 from telemetry.logging import get_logger
 
 
@@ -95,5 +96,6 @@ def services() -> Services:
 
 
 def build_services(settings: Settings, enqueuer: Enqueuer | None = None) -> Services:
+    rollups.configure(settings.history_days)
     return Services(settings, connect(settings.redis_url), connect(settings.redis_url, blocking=True),
                     enqueuer or MissingEnqueuer())

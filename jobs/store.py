@@ -192,7 +192,7 @@ class JobStore:
     def _emit(pipe: Any, job: Job, events: list[Event]) -> None:
         for event_type, data in events:
             emit(pipe, event_type, job_id=job.job_id, tenant=job.tenant, **data)
-        count_events(pipe, events)
+        count_events(pipe, events, job)
 
     def wait_until_finished(self, job_id: str, timeout_s: float, blocking: redis.Redis) -> Job | None:
         """Wait up to ``timeout_s`` for the job to end; return it as it then stands."""

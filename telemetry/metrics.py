@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from solvers.registry import lane_queues
+from telemetry import rollups
 
 
 COUNTERS = "qgate:metrics:counters"
@@ -20,8 +21,18 @@ SEP = "|"
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-def count_events(pipe: Any, events: Iterable[tuple[str, dict[str, Any]]]) -> None:
-    """Increment the counters that job events stand for."""
+def count_events(pipe: Any, events: Iterable[tuple[str, dict[str, Any]]], job: Any = None) -> None:
+    """Increment the counters that job events stand for, and (given the ``job`` they change) its roll-ups
+    in ``telemetry.rollups``, on the same pipeline: one transaction with the change itself."""
+    events = list(events)
+    if job is not None:
+        try:
+            added = rollups.record(pipe, events, job)
+        except Exception:  # history is best effort: a roll-up must never refuse a job's transition
+            added = {}
+        for name, by in added.items():  # lifetime histogram counters for Prometheus
+            if name.split(SEP, 1)[0] in rollups.HISTOGRAM_FIELDS:
+                pipe.hincrby(COUNTERS, "h" + SEP + name, by)
     for event_type, data in events:
         if event_type.startswith("attempt.") and "outcome" in data:
             pipe.hincrby(COUNTERS, SEP.join(("attempts", data["lane"], data["outcome"])), 1)
@@ -32,6 +43,36 @@ def count_events(pipe: Any, events: Iterable[tuple[str, dict[str, Any]]]) -> Non
             pipe.hincrby(COUNTERS, SEP.join(("jobs", lane, event_type.split(".")[1])), 1)
         elif event_type == "job.accepted":
             pipe.hincrby(COUNTERS, SEP.join(("accepted", data.get("kind", "?"))), 1)
+
+
+HISTOGRAMS = {"jd": ("qgate_job_duration_seconds", "End-to-end job time (accepted to finished), by final lane"),
+              "ad": ("qgate_attempt_duration_seconds", "Attempt run time (queue wait excluded), by lane"),
+              "qw": ("qgate_queue_wait_seconds", "Time an attempt waited in its lane queue, by lane")}
+
+
+def _histograms(counters: Mapping[str, str]) -> Iterator[Any]:
+    """Prometheus histograms from the lifetime bucket counters (``h|<name>|<lane>|<bucket>``, sums in ms)."""
+    counts: dict[str, dict[str, dict[int, int]]] = {name: {} for name in HISTOGRAMS}
+    sums: dict[str, dict[str, float]] = {name: {} for name in HISTOGRAMS}
+    for field, value in counters.items():
+        parts = field.split(SEP)
+        if parts[0] != "h" or len(parts) < 3:
+            continue
+        name, lane = parts[1], parts[2]
+        if name in HISTOGRAMS and len(parts) == 4 and parts[3].isdigit():
+            counts[name].setdefault(lane, {})[int(parts[3])] = int(value)
+        elif name.endswith("s") and name[:-1] in HISTOGRAMS:
+            sums[name[:-1]][lane] = int(value) / 1000
+    for name, (metric, help_text) in HISTOGRAMS.items():
+        family = HistogramMetricFamily(metric, help_text, labels=["lane"])
+        for lane, by_bucket in sorted(counts[name].items()):
+            cumulative, buckets = 0, []
+            for index, bound in enumerate(rollups.BOUNDS_MS):
+                cumulative += by_bucket.get(index, 0)
+                buckets.append((repr(round(bound / 1000, 6)), float(cumulative)))
+            buckets.append(("+Inf", float(cumulative + by_bucket.get(len(rollups.BOUNDS_MS), 0))))
+            family.add_metric([lane], buckets, sums[name].get(lane, 0.0))
+        yield family
 
 
 def count_request(client: Any, method: str, route: str, status: int) -> None:
@@ -73,6 +114,7 @@ class RedisCollector(Collector):
             if family is not None and len(labels) == len(family._labelnames):
                 family.add_metric(labels, float(value))
         yield from families.values()
+        yield from _histograms(counters)
         depth = GaugeMetricFamily("qgate_queue_depth", "Messages waiting on each lane queue", labels=["lane"])
         workers = GaugeMetricFamily("qgate_lane_workers", "Live workers per lane", labels=["lane"])
         live = self.live_workers(self.client)

@@ -19,6 +19,7 @@ from settings import get_settings
 from solvers.base import LaneLimits
 from solvers.qpu_factory import make_qpu_adapter
 from solvers.registry import lane_solvers
+from telemetry import rollups
 from workers.dispatch import CeleryEnqueuer
 from workers.time_limit import alarm_at
 
@@ -73,6 +74,7 @@ class WorkerRuntime:
 def job_service() -> JobService:
     """The process's service, wired to Redis and Celery."""
     settings = get_settings()
+    rollups.configure(settings.history_days)
     return JobService(JobStore(get_redis(), settings.job_ttl_s), CeleryEnqueuer(settings.lease_grace_ms),
                       ServiceConfig.of(settings), log=log)
 

@@ -10,12 +10,24 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
+from typing import Any
 
 import structlog
 
+from solvers.registry import LANES, lane_queues
+from telemetry.rollups import sample_queue_depths
 from workers.attempt import job_service
 
 log = structlog.get_logger("qgate.watchdog")
+
+
+DEPTH_SAMPLE_S = 10.0  # queue-depth samples for the console's history
+
+
+def _sample_depths(client: Any) -> None:
+    depths = {lane: sum(client.llen(queue) for queue in lane_queues(lane)) for lane in LANES}
+    sample_queue_depths(client, depths)
 
 
 def run(interval_s: float = 0.25) -> None:
@@ -24,9 +36,13 @@ def run(interval_s: float = 0.25) -> None:
         signal.signal(sig, lambda *_: stop.set())
     service = job_service()
     log.info("watchdog_started")
+    sampled_at = float("-inf")
     while not stop.is_set():
         try:
             service.expire_leases()
+            if time.monotonic() - sampled_at >= DEPTH_SAMPLE_S:
+                sampled_at = time.monotonic()
+                _sample_depths(service.store.redis)
         except Exception as exc:  # Redis away: keep trying; leases wait for us
             log.warning("watchdog_sweep_failed", error=f"{type(exc).__name__}: {exc}")
             stop.wait(1.0)

@@ -26,7 +26,7 @@ from tests.integration.conftest import ALL_SCOPES
 from tests.integration.stack import Stack
 
 IGNORED_METHODS = {"HEAD", "OPTIONS"}  # Flask adds both; HEAD is checked with its GET
-IGNORED_RULES = {"/static/<path:filename>"}  # Flask's own; the app ships no static files
+IGNORED_RULES = {"/static/<path:filename>"}  # Flask's own (empty); the console's files are under /dashboard/static
 VARIABLE = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
 
@@ -88,6 +88,8 @@ def tenants(stack: Stack) -> Tenants:
 
 def _path(rule: str, ctx: Tenants, job_id: str | None = None) -> str:
     def value(match: re.Match[str]) -> str:
+        if match.group(1) == "filename":
+            return "console.css"
         assert match.group(1) == "job_id", f"no known value for <{match.group(1)}> in {rule}: teach this test"
         return job_id or ctx.job_a
     return VARIABLE.sub(value, rule)
@@ -181,6 +183,34 @@ def _inclusion_params(ctx: Tenants) -> dict[str, int]:
     return {"index": index, "size": index + 1}
 
 
+def console_needs_a_session(ctx: Tenants, method: str, rule: str) -> None:
+    """The console is an operator's view of every tenant (ops:read, by design), reached only through its
+    own sign-in: a bearer token, even B's with ops:read, opens no page, and nothing of A's shows."""
+    path = _path(rule, ctx)
+    for who, token in (("B", ctx.token_b), ("anonymous", None)):
+        reply = ctx.call(method, path, token, allow_redirects=False)
+        if method == "POST":
+            assert reply.status_code == 403, (who, rule, reply.status_code)  # no session, no CSRF token
+        else:
+            assert reply.status_code == 303 and reply.headers["Location"].endswith("/dashboard/login"), (who, rule)
+        ctx.assert_no_leak(reply, f"{method} {rule} as {who}")
+
+
+def usage_is_own_tenant(ctx: Tenants, method: str, rule: str) -> None:
+    """B's usage is B's: by default even with ops:read, and ``tenant=<A>`` needs ops:read (B has it, so a
+    client of B's tenant without it is refused)."""
+    reply = ctx.call(method, rule, ctx.token_b, params={"group_by": "tenant"})
+    assert reply.status_code == 200, reply.text
+    ctx.assert_no_leak(reply, f"{method} {rule} as B")
+    assert {row["group"] for row in reply.json()["rows"]} <= {ctx.b["tenant"]}
+    plain = ctx.stack.create_client(ctx.b["tenant"], "quantum:solve")
+    refused = ctx.call(method, rule, ctx.stack.token(plain), params={"tenant": ctx.a["tenant"]})
+    assert refused.status_code == 403, refused.text
+    ctx.assert_no_leak(refused, f"{method} {rule} as B without ops:read")
+    own = ctx.call(method, rule, ctx.token_a, params={"group_by": "tenant"}).json()["rows"]
+    assert sum(row["jobs"] for row in own) >= 1  # positive control: A's finished job is counted
+
+
 EXPECTATIONS: dict[tuple[str, str], Check] = {
     ("POST", "/oauth/token"): own_token_only,
     ("GET", "/.well-known/jwks.json"): no_leak(),
@@ -201,6 +231,16 @@ EXPECTATIONS: dict[tuple[str, str], Check] = {
     ("GET", "/readyz"): no_leak(statuses=(200, 503)),  # 503 while a lane has no live worker
     ("GET", "/metrics"): no_leak(),
     ("GET", "/openapi.json"): no_leak(),
+    ("GET", "/api/v1/usage"): usage_is_own_tenant,
+    ("GET", "/dashboard/login"): no_leak(),
+    ("GET", "/dashboard/static/<path:filename>"): lambda ctx, method, rule: no_leak()(ctx, method, _path(rule, ctx)),
+    ("POST", "/dashboard/login"): console_needs_a_session,
+    ("POST", "/dashboard/logout"): console_needs_a_session,
+    ("GET", "/dashboard"): console_needs_a_session,
+    ("GET", "/dashboard/jobs"): console_needs_a_session,
+    ("GET", "/dashboard/jobs/<job_id>"): console_needs_a_session,
+    ("GET", "/dashboard/tenants"): console_needs_a_session,
+    ("GET", "/dashboard/audit"): console_needs_a_session,
 }
 
 
