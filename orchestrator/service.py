@@ -90,6 +90,7 @@ class ServiceConfig:
     standard_tier_max_usd: float = 0.0
     qpu_price_per_task_usd: float = 0.0
     qpu_price_per_shot_usd: float = 0.0
+    sync_threshold_ms: int = 1000  # budgets up to this are answered synchronously, without a webhook
 
     @classmethod
     def of(cls, values: Any) -> "ServiceConfig":
@@ -231,6 +232,8 @@ class JobService:
                                     kind=problem.kind, budget_ms=submission.budget_ms,
                                     request=dict(submission.options), plan=[step.as_dict() for step in plan],
                                     fingerprint=fingerprint(problem), cost_estimate=job_cost_estimate(plan, costs))
+        if submission.options.get("callback_url") and submission.budget_ms > self.config.sync_threshold_ms:
+            job.webhook = model.awaiting_webhook(job_id)
         job, dispatched = fallback.start(job, self.config.lease_grace_ms)
         self.store.create(job, problem.model_dump(mode="json", exclude_none=True), events + dispatched)
         self._enqueue(job)

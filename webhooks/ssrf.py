@@ -49,6 +49,11 @@ _SHARED = ipaddress.ip_network("100.64.0.0/10")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
 _6TO4 = ipaddress.ip_network("2002::/16")
+# Special-purpose ranges named here rather than left to the Python version's idea of is_private/is_global:
+# IETF protocol assignments, documentation and benchmarking.
+_SPECIAL = tuple(ipaddress.ip_network(net) for net in (
+    "192.0.0.0/24", "192.0.2.0/24", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24",
+    "2001::/23", "2001:db8::/32", "3fff::/20", "5f00::/16"))
 # One small pool for every lookup of the process: a lookup that hangs ties up a pool thread, never the
 # caller, and the pool's size bounds how many can hang at once.
 _LOOKUPS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="qgate-dns")
@@ -150,6 +155,8 @@ _CATEGORIES: tuple[tuple[Callable[[IPAddress], bool], str], ...] = (
     (lambda ip: isinstance(ip, ipaddress.IPv4Address) and ip in _SHARED, "a shared (CGNAT) address"),
     (lambda ip: isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local, "a site-local address"),
     (lambda ip: ip.is_reserved, "a reserved address"),
+    (lambda ip: any(ip in net for net in _SPECIAL if net.version == ip.version),
+     "a special-purpose address (protocol assignment, documentation or benchmarking)"),
     (lambda ip: ip.is_private, "a private or special-purpose address"),
     (lambda ip: not ip.is_global, "not a global address"),
 )

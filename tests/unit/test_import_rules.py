@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("api", "workers", "orchestrator", "routing", "jobs", "audit", "telemetry", "solvers")
-CORE = ("orchestrator", "routing", "jobs", "audit", "solvers")
+PACKAGES = ("api", "workers", "orchestrator", "routing", "jobs", "audit", "telemetry", "solvers", "webhooks")
+CORE = ("orchestrator", "routing", "jobs", "audit", "solvers", "webhooks")
 FORBIDDEN_IN_CORE = ("api", "workers", "flask", "celery", "kombu", "settings", "gunicorn")
 FORBIDDEN_IN_API = ("workers", "celery")
 
