@@ -245,3 +245,17 @@ def test_redeliver_refuses_unfinished_jobs_and_jobs_without_a_callback(hooks: Ho
     missing = requests.post(f"{hooks.stack.url}/api/v1/jobs/{'0' * 32}/redeliver",
                             headers=hooks.stack.headers(hooks.token), timeout=10)
     assert missing.status_code == 404
+
+
+def test_a_cancelled_job_sends_its_webhook_too(hooks: Hooks) -> None:
+    """Last in the module: the cancelled solver still runs out its budget on the only heuristic worker
+    (cancellation reaching the solver is not part of this change)."""
+    reply = hooks.stack.solve(hooks.token, {"problem": problems.tsp(200), "solver": "heuristic",
+                                            "callback_url": hooks.receiver.url("/cancelled")}, budget_ms=8000)
+    assert reply.status_code == 202, reply.text
+    job_id = reply.json()["job_id"]
+    cancelled = requests.delete(f"{hooks.stack.url}/api/v1/jobs/{job_id}", headers=hooks.stack.headers(hooks.token),
+                                timeout=10)
+    assert cancelled.status_code == 200, cancelled.text
+    [received] = wait_for(lambda: hooks.receiver.on("/cancelled"), 30, "the cancelled job's webhook")
+    assert _verify(hooks, received)["status"] == "cancelled"
