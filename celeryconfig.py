@@ -19,9 +19,12 @@ worker_consumer = "workers.consumer:PromptReconnectConsumer"
 # Enough retries to publish across a Redis restart of a few seconds.
 task_publish_retry_policy = {"max_retries": 8, "interval_start": 0, "interval_step": 0.25, "interval_max": 1.0}
 
-task_queues = [Queue(queue, routing_key=queue) for lane in LANES for queue in lane_queues(lane)]
+# Webhook deliveries have their own queue and worker: a slow receiver never holds a lane worker.
+task_queues = [Queue(queue, routing_key=queue) for lane in LANES for queue in lane_queues(lane)] + [
+    Queue("webhooks", routing_key="webhooks")]
 task_default_queue = "heuristic"
-task_routes = {f"qgate.solve.{lane}": {"queue": lane} for lane in LANES}
+task_routes = {f"qgate.solve.{lane}": {"queue": lane} for lane in LANES} | {
+    "qgate.webhooks.deliver": {"queue": "webhooks"}}
 task_ignore_result = True
 task_acks_late = True
 # A message whose pool child died (SIGKILL, OOM, the hard limit) goes back on the queue instead of being
@@ -42,4 +45,4 @@ worker_hijack_root_logger = False
 worker_send_task_events = False
 task_serializer = "json"
 accept_content = ["json"]
-imports = ("workers.heartbeat", "workers.qpu", "workers.sim", "workers.heuristic")
+imports = ("workers.heartbeat", "workers.qpu", "workers.sim", "workers.heuristic", "workers.webhooks")

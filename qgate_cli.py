@@ -10,6 +10,8 @@ from pathlib import Path
 
 def _clients_create(args: argparse.Namespace) -> int:
     from api.clients import ClientStore
+    from settings import get_settings
+    from webhooks.config import secrets_of
     from workers.connections import get_redis
 
     try:
@@ -17,8 +19,28 @@ def _clients_create(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"qgate: {exc}", file=sys.stderr)
         return 2
+    webhook_secret = secrets_of(get_settings(), get_redis()).create(client.client_id)
     print(json.dumps({"client_id": client.client_id, "client_secret": secret, "tenant": client.tenant,
-                      "scopes": list(client.scopes)}))
+                      "scopes": list(client.scopes), "webhook_secret": webhook_secret}))
+    return 0
+
+
+def _clients_rotate_webhook_secret(args: argparse.Namespace) -> int:
+    """A new webhook secret; the old ones sign beside it until the grace period ends."""
+    from datetime import datetime, timezone
+
+    from api.clients import ClientStore
+    from settings import get_settings
+    from webhooks.config import secrets_of
+    from workers.connections import get_redis
+
+    if not ClientStore(get_redis()).exists(args.client_id):
+        print(f"qgate: no client {args.client_id!r}", file=sys.stderr)
+        return 2
+    secret, until = secrets_of(get_settings(), get_redis()).rotate(args.client_id)
+    previous_until = datetime.fromtimestamp(until, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    print(json.dumps({"client_id": args.client_id, "webhook_secret": secret,
+                      "previous_secrets_valid_until": previous_until}))
     return 0
 
 
@@ -156,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--tenant", required=True)
     create.add_argument("--scopes", required=True, help='space-separated, e.g. "quantum:solve solver:heuristic"')
     create.set_defaults(func=_clients_create)
+    rotate = clients.add_parser("rotate-webhook-secret",
+                                help="a new webhook secret, printed once; the old one stays valid for "
+                                     "QGATE_WEBHOOK_SECRET_GRACE_HOURS")
+    rotate.add_argument("client_id")
+    rotate.set_defaults(func=_clients_rotate_webhook_secret)
 
     audit = commands.add_parser("audit", help="the audit log").add_subparsers(dest="action", required=True)
     verify = audit.add_parser("verify", help="check the hash chain; exit 1 naming the first bad entry")

@@ -105,6 +105,24 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
 
 
+def _positive(env: dict[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default)
+    if not value > 0 or value == float("inf"):
+        raise SettingsError(f"{name} must be a positive number, got {env.get(name)!r}")
+    return value
+
+
+def _flag(env: dict[str, str], name: str) -> bool:
+    value = (env.get(name) or "0").strip().lower()
+    if value not in ("0", "1", "true", "false", "yes", "no", ""):
+        raise SettingsError(f"{name} must be 1 or 0, got {value!r}")
+    return value in ("1", "true", "yes")
+
+
+def _path(env: dict[str, str], name: str) -> Path | None:
+    return Path(env[name]) if env.get(name) else None
+
+
 @dataclass(frozen=True)
 class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -149,6 +167,22 @@ class Settings:
     audit_key_file: Path | None = None
     history_days: int = 14
     console_key_file: Path | None = None
+    webhook_retry_hours: float = 24.0
+    webhook_backoff_s: float = 5.0
+    webhook_backoff_max_s: float = 3600.0
+    webhook_timeout_s: float = 10.0
+    webhook_dns_timeout_s: float = 2.0
+    webhook_allow_http: bool = False
+    webhook_allow_hosts: tuple[str, ...] = ()
+    webhook_ca_file: Path | None = None
+    webhook_key_file: Path | None = None
+    webhook_hosts_file: Path | None = None
+    webhook_secret_grace_hours: float = 24.0
+
+    @property
+    def webhook_key_path(self) -> Path:
+        """The key that seals webhook secrets in Redis: keep it off the Redis host's backups."""
+        return self.webhook_key_file or self.var_dir / "keys" / "webhook-secrets.key"
 
     @property
     def signing_key_path(self) -> Path:
@@ -225,6 +259,19 @@ class Settings:
             audit_key_file=Path(env["QGATE_AUDIT_KEY_FILE"]) if env.get("QGATE_AUDIT_KEY_FILE") else None,
             history_days=_int(env, "QGATE_HISTORY_DAYS", cls.history_days, 1),
             console_key_file=Path(env["QGATE_CONSOLE_KEY_FILE"]) if env.get("QGATE_CONSOLE_KEY_FILE") else None,
+            webhook_retry_hours=_positive(env, "QGATE_WEBHOOK_RETRY_HOURS", cls.webhook_retry_hours),
+            webhook_backoff_s=_positive(env, "QGATE_WEBHOOK_BACKOFF_S", cls.webhook_backoff_s),
+            webhook_backoff_max_s=_positive(env, "QGATE_WEBHOOK_BACKOFF_MAX_S", cls.webhook_backoff_max_s),
+            webhook_timeout_s=_positive(env, "QGATE_WEBHOOK_TIMEOUT_S", cls.webhook_timeout_s),
+            webhook_dns_timeout_s=_positive(env, "QGATE_WEBHOOK_DNS_TIMEOUT_S", cls.webhook_dns_timeout_s),
+            webhook_allow_http=_flag(env, "QGATE_WEBHOOK_ALLOW_HTTP"),
+            webhook_allow_hosts=tuple(filter(None, (h.strip() for h in
+                                                    env.get("QGATE_WEBHOOK_ALLOW_HOSTS", "").split(",")))),
+            webhook_ca_file=_path(env, "QGATE_WEBHOOK_CA_FILE"),
+            webhook_key_file=_path(env, "QGATE_WEBHOOK_KEY_FILE"),
+            webhook_hosts_file=_path(env, "QGATE_WEBHOOK_HOSTS_FILE"),
+            webhook_secret_grace_hours=_positive(env, "QGATE_WEBHOOK_SECRET_GRACE_HOURS",
+                                                 cls.webhook_secret_grace_hours),
         )
 
 

@@ -51,6 +51,9 @@ class ClientStore:
         self.redis.set(_key(client.client_id), json.dumps(record))
         return client, secret
 
+    def exists(self, client_id: str) -> bool:
+        return is_subject(client_id) and bool(self.redis.exists(_key(client_id)))
+
     def authenticate(self, client_id: str, secret: str) -> Client | None:
         """The client if the secret matches; the same work is done for unknown ids (no timing oracle).
 

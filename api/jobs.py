@@ -1,4 +1,5 @@
-"""The job resource: read by its own tenant only, cancelled with DELETE."""
+"""The job resource: read by its own tenant only, cancelled with DELETE, its webhook sent again with
+POST .../redeliver."""
 
 from __future__ import annotations
 
@@ -41,3 +42,13 @@ def cancel_job(job_id: str) -> Any:
     except Refused as exc:
         raise as_api_error(exc) from None
     return jsonify(model.public_view(job))
+
+
+@bp.post("/api/v1/jobs/<job_id>/redeliver")
+@require("quantum:solve")
+def redeliver_job(job_id: str) -> Any:
+    try:
+        job = services().deliveries.redeliver(g.principal.tenant, job_id)
+    except Refused as exc:
+        raise as_api_error(exc) from None
+    return jsonify(model.public_view(job)), 202

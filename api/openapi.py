@@ -126,7 +126,10 @@ def _solve_request() -> dict[str, Any]:
                          "description": "portfolio is answered 422 until it is available"},
             "cost_tier": {"enum": ["standard", "premium"], "default": "standard",
                           "description": "premium needs the tier:premium scope"},
-            "callback_url": _nullable({"type": "string", "maxLength": 2048, "pattern": "^https?://"}),
+            "callback_url": _nullable({"type": "string", "maxLength": 2048, "pattern": "^https?://",
+                                       "description": "https to a public address (422 otherwise, loc "
+                                                      "[body, callback_url]; 503 when its host does not "
+                                                      "resolve in time)"}),
             "seed": _nullable({"type": "integer", "minimum": 0, "maximum": 2**32 - 1}),
             "priority": _nullable({"enum": ["interactive", "batch"],
                                    "description": "interactive attempts wait on their lane's interactive queue, "
@@ -358,6 +361,15 @@ def openapi_document() -> dict[str, Any]:
             "delete": {"operationId": "cancelJob", "summary": "Cancel an unfinished job", "security": bearer,
                        "responses": {"200": _ok(job, "the cancelled job"),
                                      **_bearer_errors(404, 409)}}},
+        "/api/v1/jobs/{job_id}/redeliver": {"post": {
+            "operationId": "redeliverJobWebhook", "security": bearer,
+            "summary": "Send a finished job's webhook again (a fresh retry window)",
+            "description": "Scope quantum:solve, own tenant. 409 when the job has not finished or has no "
+                           "callback_url. The delivery runs on the webhook worker; its attempts appear in "
+                           "the job's deliveries.",
+            "parameters": [JOB_ID_PARAMETER],
+            "responses": {"202": _ok(job, "the redelivery is due; the job as it stands"),
+                          **_bearer_errors(404, 409)}}},
         "/api/v1/audit/verify": {"get": {
             "operationId": "auditVerify", "summary": "Verify the audit chain", "security": bearer,
             "responses": {"200": _ok(_ref("AuditVerification")), **_bearer_errors()}}},

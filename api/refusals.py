@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from api.errors import ApiError
-from orchestrator import service
+from orchestrator import deliveries, service
 
 STATUS: dict[type[service.Refused], int] = {
     service.QuotaExceeded: 429,
@@ -12,6 +12,7 @@ STATUS: dict[type[service.Refused], int] = {
     service.IdempotencyConflict: 409,
     service.JobNotFound: 404,
     service.JobAlreadyFinished: 409,
+    deliveries.NotRedeliverable: 409,
 }
 
 

@@ -48,13 +48,6 @@ class SolveRequest(BaseModel):
                 raise ValueError(f"metadata[{key!r}] must be {problem}")
         return value
 
-    @field_validator("callback_url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("https://", "http://")):
-            raise ValueError("callback_url must be an http(s) URL")
-        return value
-
     @field_validator("strategy")
     @classmethod
     def _strategy(cls, value: str) -> str:

@@ -13,6 +13,7 @@ from api.tokens import ExternalIssuer, TokenVerifier, jwks_of
 from jobs.connection import connect
 from jobs.model import Job
 from jobs.store import JobStore
+from orchestrator.deliveries import DeliveryService
 from orchestrator.service import Enqueuer, JobService, ServiceConfig
 from ratelimit.limiter import Limiter
 from ratelimit.logins import LoginFailureRules, LoginThrottle
@@ -21,6 +22,8 @@ from routing.health import LaneHealth
 from settings import Settings
 from telemetry import rollups
 from telemetry.logging import get_logger
+from webhooks.config import guard_of
+from webhooks.ssrf import Guard
 
 
 class MissingEnqueuer:
@@ -84,6 +87,15 @@ class Services:
     @cached_property
     def jobs(self) -> JobStore:
         return JobStore(self.redis, self.settings.job_ttl_s)
+
+    @cached_property
+    def callback_guard(self) -> Guard:
+        return guard_of(self.settings)
+
+    @cached_property
+    def deliveries(self) -> DeliveryService:
+        """Only ``redeliver`` runs here: deliveries themselves run on the webhook worker."""
+        return DeliveryService(self.jobs, log=get_logger("qgate.api"))
 
     @cached_property
     def job_service(self) -> JobService:

@@ -20,6 +20,7 @@ from jobs import model
 from jobs.model import Job
 from orchestrator.service import Refused, Submission
 from solvers.problems import parse_problem
+from webhooks.ssrf import ResolveTimeout, UnsafeCallback
 
 bp = Blueprint("solve", __name__)
 BUDGET_HEADER = "X-Latency-Budget-Ms"
@@ -78,6 +79,8 @@ def _solve() -> Any:
     except ValidationError as exc:
         raise unprocessable(exc, ("problem",)) from None
     _check_lane_scopes(envelope, principal.scopes)
+    if envelope.callback_url is not None:
+        _check_callback(envelope.callback_url)
     submission = Submission(problem, budget_ms, envelope.model_dump(exclude={"problem"}),
                             idempotency_key=_idempotency_key(), body=body)
     try:
@@ -89,6 +92,17 @@ def _solve() -> Any:
                                           lanes=[s.lane for s in job.plan if s.action == "try"],
                                           replayed=replayed)
     return _answer(job, budget_ms)
+
+
+def _check_callback(url: str) -> None:
+    """The SSRF guard at the door: 422 for a URL qgate will not call, 503 when its host does not
+    resolve within QGATE_WEBHOOK_DNS_TIMEOUT_S (possibly transient; the ingress thread is not held)."""
+    try:
+        services().callback_guard.check(url)
+    except ResolveTimeout as exc:
+        raise ApiError(503, str(exc), headers={"Retry-After": "5"}) from None
+    except UnsafeCallback as exc:
+        raise ApiError(422, "invalid request", errors=[{"loc": ["body", "callback_url"], "msg": str(exc)}]) from None
 
 
 def _idempotency_key() -> str | None:

@@ -116,6 +116,27 @@ class CostEstimate(Record):
     basis: str
 
 
+class Delivery(Record):
+    """One webhook delivery attempt: ``status`` is the receiver's HTTP status, None when it gave none."""
+
+    attempt: int
+    at: str
+    status: int | None
+    duration_ms: float
+    error: str | None
+
+
+class Webhook(Record):
+    """A job's webhook: ``waiting`` for the job to end, ``pending`` (due in the outbox), ``delivered`` or
+    ``failed``. ``id`` is the Standard Webhooks ``webhook-id``, the same for every attempt of the event;
+    ``tries`` counts the attempts since ``window_start`` (the job's end, or a redelivery request)."""
+
+    id: str
+    state: Literal["waiting", "pending", "delivered", "failed"]
+    tries: int = 0
+    window_start: float | None = None
+
+
 class Job(Record):
     """The job record as stored in Redis (``qgate:job:<id>``)."""
 
@@ -141,13 +162,15 @@ class Job(Record):
     cost_estimate: CostEstimate
     dispatches: int | None = Field(default=None, exclude_if=_absent_when_none)
     audit_events: int | None = Field(default=None, exclude_if=_absent_when_none)
+    webhook: Webhook | None = Field(default=None, exclude_if=_absent_when_none)
+    deliveries: list[Delivery] | None = Field(default=None, exclude_if=_absent_when_none)
 
     @property
     def finished(self) -> bool:
         return self.status in TERMINAL
 
 
-_ABSENT_WHEN_NONE = frozenset({"worker", "dispatches", "audit_events"})
+_ABSENT_WHEN_NONE = frozenset({"worker", "dispatches", "audit_events", "webhook", "deliveries"})
 
 
 # -- transitions -----------------------------------------------------------------------------------------
@@ -242,6 +265,7 @@ def succeed(job: Job, result: dict[str, Any], solver: dict[str, Any], provenance
     _require_active(job)
     now = time.time() if now is None else now
     job.status, job.finished_at, job.result, job.solver = "succeeded", iso(now), result, solver
+    _webhook_due(job, now)
     for name, value in provenance.items():
         setattr(job.provenance, name, value)
     return job, [("job.succeeded", {"solver": solver, "provenance": job.provenance.model_dump(),
@@ -252,6 +276,7 @@ def fail(job: Job, reason: str, now: float | None = None) -> tuple[Job, list[Eve
     _require_active(job)
     now = time.time() if now is None else now
     job.status, job.finished_at, job.error, job.current = "failed", iso(now), reason, None
+    _webhook_due(job, now)
     return job, [("job.failed", {"reason": reason})]
 
 
@@ -262,7 +287,50 @@ def cancel(job: Job, now: float | None = None) -> tuple[Job, list[Event]]:
     if job.current:
         job, events = finish_attempt(job, job.current.n, "cancelled", "cancelled by the client", now=now)
     job.status, job.finished_at, job.error = "cancelled", iso(now), "cancelled by the client"
+    _webhook_due(job, now)
     return job, events + [("job.cancelled", {})]
+
+
+# -- webhooks ------------------------------------------------------------------------------------------------
+
+def webhook_id(job_id: str) -> str:
+    return f"msg_{job_id}"
+
+
+def awaiting_webhook(job_id: str) -> Webhook:
+    """The webhook of an async job with a callback URL, from its admission until it ends."""
+    return Webhook(id=webhook_id(job_id), state="waiting")
+
+
+def _webhook_due(job: Job, now: float) -> None:
+    """A job that ends makes its webhook due: the store puts it in the outbox in the same transaction."""
+    if job.webhook is not None and job.webhook.state == "waiting":
+        job.webhook.state, job.webhook.window_start = "pending", now
+
+
+def redeliver(job: Job, now: float | None = None) -> tuple[Job, list[Event]]:
+    """Make a finished job's webhook due again, with a fresh retry window."""
+    if job.status not in TERMINAL:
+        raise Conflict(f"job is {job.status}: it has not finished")
+    if not job.request.get("callback_url"):
+        raise Conflict("job has no callback_url")
+    now = time.time() if now is None else now
+    job.webhook = Webhook(id=webhook_id(job.job_id), state="pending", tries=0, window_start=now)
+    return job, [("webhook.redeliver_requested", {"webhook_id": job.webhook.id})]
+
+
+def record_delivery(job: Job, delivery: Delivery, outcome: Literal["delivered", "retry", "failed"],
+                    next_attempt_at: float | None) -> tuple[Job, list[Event]]:
+    """Log one delivery attempt and what follows it (delivered, a retry at ``next_attempt_at``, failed)."""
+    webhook = job.webhook
+    if webhook is None or webhook.state != "pending":
+        raise Conflict("no webhook delivery is pending")
+    webhook.tries += 1
+    webhook.state = "pending" if outcome == "retry" else outcome
+    job.deliveries = [*(job.deliveries or []), delivery]
+    data = {"webhook_id": webhook.id, **delivery.model_dump(), "outcome": outcome,
+            "next_attempt_at": iso(next_attempt_at) if next_attempt_at is not None else None}
+    return job, [("webhook.attempted", data)]
 
 
 # -- the job resource --------------------------------------------------------------------------------------
@@ -319,6 +387,16 @@ class JobRequestOptions(BaseModel):
     priority: Literal["interactive", "batch"] | None = None
 
 
+class JobDelivery(BaseModel):
+    """A webhook delivery attempt: ``status`` is the receiver's HTTP status (null: no answer)."""
+
+    attempt: Annotated[int, _schema(minimum=1)]
+    at: Annotated[str, _schema(format="date-time")]
+    status: int | None
+    duration_ms: float
+    error: str | None
+
+
 class JobAudit(BaseModel):
     receipt_url: str
 
@@ -344,9 +422,10 @@ class JobView(BaseModel):
     request: JobRequestOptions
     current_lane: Lane | None
     audit: JobAudit
+    deliveries: list[JobDelivery]
 
 
-_DERIVED = ("request", "current_lane", "audit")  # computed below rather than copied from the record
+_DERIVED = ("request", "current_lane", "audit", "deliveries")  # computed below rather than copied from the record
 _COPIED = frozenset(JobView.model_fields) - {"attempts", *_DERIVED}
 _ATTEMPT_FIELDS = frozenset(JobAttempt.model_fields)
 
@@ -361,4 +440,5 @@ def public_view(job: Job) -> dict[str, Any]:
                        if field.is_required() or k in job.request}  # a job of an older version has no priority
     view["current_lane"] = job.current.lane if job.current else None
     view["audit"] = {"receipt_url": f"/api/v1/audit/jobs/{job.job_id}/receipt"}
+    view["deliveries"] = [delivery.model_dump() for delivery in job.deliveries or []]
     return view

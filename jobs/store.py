@@ -19,6 +19,7 @@ from jobs.model import TERMINAL, Event, Job
 from telemetry.metrics import count_events
 
 LEASES = "qgate:leases"
+WEBHOOKS_DUE = "qgate:webhooks:due"  # the webhook outbox: job id -> when its next delivery is due (ms)
 Transition = Callable[..., tuple[Job, list[Event]]]
 
 
@@ -99,6 +100,7 @@ class JobStore:
         pipe.set(problem_key(job.job_id), _dumps(problem))
         pipe.sadd(active_key(job.tenant), job.job_id)
         self._track_lease(pipe, job)
+        self._schedule_webhook(pipe, job)
         self._emit(pipe, job, events)
         if also is not None:
             also(pipe)
@@ -178,6 +180,7 @@ class JobStore:
             pipe.expire(problem_key(job_id), self.ttl_s)
             pipe.rpush(done_key(job_id), job.status)
             pipe.expire(done_key(job_id), 300)
+            self._schedule_webhook(pipe, job)
         self._emit(pipe, job, events)
 
     @staticmethod
@@ -187,6 +190,13 @@ class JobStore:
             pipe.zadd(LEASES, {job.job_id: job.current.lease_until})
         else:
             pipe.zrem(LEASES, job.job_id)
+
+    @staticmethod
+    def _schedule_webhook(pipe: Any, job: Job) -> None:
+        """A job that ended with its webhook due goes into the outbox in the transaction that ends it
+        (jobs/outbox.py), so no crash in between can lose the delivery."""
+        if job.webhook is not None and job.webhook.state == "pending":
+            pipe.zadd(WEBHOOKS_DUE, {job.job_id: int(time.time() * 1000)}, nx=True)
 
     @staticmethod
     def _emit(pipe: Any, job: Job, events: list[Event]) -> None:

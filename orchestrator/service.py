@@ -97,11 +97,11 @@ class ServiceConfig:
     """Plain configuration values (the edges read them from settings)."""
 
     lease_grace_ms: int = 2000
-    sync_threshold_ms: int = 1000
     max_active_jobs_per_tenant: int = 1000
     standard_tier_max_usd: float = 0.0
     qpu_price_per_task_usd: float = 0.0
     qpu_price_per_shot_usd: float = 0.0
+    sync_threshold_ms: int = 1000  # budgets up to this are answered synchronously (no webhook), interactive
 
     @classmethod
     def of(cls, values: Any) -> "ServiceConfig":
@@ -243,6 +243,8 @@ class JobService:
                                     kind=problem.kind, budget_ms=submission.budget_ms,
                                     request=options, plan=[step.as_dict() for step in plan],
                                     fingerprint=fingerprint(problem), cost_estimate=job_cost_estimate(plan, costs))
+        if submission.options.get("callback_url") and submission.budget_ms > self.config.sync_threshold_ms:
+            job.webhook = model.awaiting_webhook(job_id)
         job, dispatched = fallback.start(job, self.config.lease_grace_ms)
         publish = self._publisher(job)
         limit = self.config.max_active_jobs_per_tenant

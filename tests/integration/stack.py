@@ -1,5 +1,5 @@
 """A whole qgate stack for tests: its own redis-server on a free port, real Celery worker processes per
-lane, the audit worker, the watchdog and gunicorn serving the app over real HTTP."""
+lane, the webhook worker, the audit worker, the watchdog and gunicorn serving the app over real HTTP."""
 
 from __future__ import annotations
 
@@ -105,6 +105,7 @@ class Stack:
         self.worker_names: dict[str, str] = {}
         self.audit: Process | None = None
         self.watchdog: Process | None = None
+        self.webhooks: Process | None = None
 
     # redis -----------------------------------------------------------------------------------------
     def start_redis(self) -> None:
@@ -202,17 +203,38 @@ class Stack:
     def start_watchdog(self) -> None:
         self.watchdog = Process("watchdog", [str(BIN / "qgate"), "watchdog"], self._env(None), self.logs)
 
+    def start_webhooks(self) -> None:
+        """The webhook worker (its own queue; its sweeper thread feeds it from the outbox)."""
+        name = f"webhooks-{next(self._names)}@test"
+        argv = [str(BIN / "celery"), "-A", "workers.app", "worker", "-Q", "webhooks", "-n", name, "--pool",
+                "threads", "--concurrency", "4", "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
+        self.webhooks = Process(f"worker-{name}", argv, self._env(None), self.logs)
+        proc = self.webhooks
+
+        def sweeping() -> bool:
+            assert proc.alive(), proc.tail()
+            score = self.redis().zscore("qgate:webhooks:alive", name)
+            return score is not None and score > time.time()
+        wait_for(sweeping, 90, f"webhook worker {name}")
+
+    def kill_webhooks(self) -> None:
+        """SIGKILL the webhook worker's whole process group."""
+        assert self.webhooks is not None
+        self.webhooks.kill()
+        self.webhooks = None
+
     def start(self) -> "Stack":
         self.start_redis()
         self.start_audit()
         self.start_watchdog()
         for lane in LANES:
             self.start_worker(lane)
+        self.start_webhooks()
         self.start_web()
         return self
 
     def stop(self) -> None:
-        for proc in [self.web, *self.workers.values(), self.audit, self.watchdog]:
+        for proc in [self.web, *self.workers.values(), self.webhooks, self.audit, self.watchdog]:
             if proc is not None:
                 proc.stop()
         self.stop_redis()
@@ -317,7 +339,7 @@ class Stack:
     def processes(self) -> dict[str, Any]:
         """Every process of the stack by name (Redis as its Popen), for liveness checks."""
         procs: dict[str, Any] = {"redis": self.redis_proc, "web": self.web, "audit": self.audit,
-                                 "watchdog": self.watchdog}
+                                 "watchdog": self.watchdog, "webhooks": self.webhooks}
         procs.update({f"worker-{lane}": proc for lane, proc in self.workers.items()})
         standby = getattr(self, "audit_standby", None)
         if standby is not None:

@@ -266,9 +266,9 @@ def _healthy(url: str) -> bool:
 
 
 def _check_the_real_stack(stack: Stack, sup: Supervised) -> None:
-    names = ("web", "qpu", "sim", "heuristic", "audit", "watchdog")
+    names = ("web", "qpu", "sim", "heuristic", "webhooks", "audit", "watchdog")
     wait_for(lambda: _healthy(stack.url), 60, "GET /healthz")
-    for lane in ("qpu", "sim", "heuristic"):
+    for lane in ("qpu", "sim", "heuristic", "webhooks"):
         sup.wait_line(rf"{lane} +\|.*ready", 60)
     pids = {name: sup.wait_pid(name, 10) for name in names}
 

@@ -217,6 +217,7 @@ EXPECTATIONS: dict[tuple[str, str], Check] = {
     ("POST", "/api/v1/quantum/solve"): idempotency_keys_are_per_tenant,
     ("GET", "/api/v1/jobs/<job_id>"): foreign_job_is_404,
     ("DELETE", "/api/v1/jobs/<job_id>"): foreign_cancel_is_404,
+    ("POST", "/api/v1/jobs/<job_id>/redeliver"): foreign_job_is_404,
     ("GET", "/api/v1/audit/jobs/<job_id>"): foreign_job_is_404,
     ("GET", "/api/v1/audit/jobs/<job_id>/receipt"): foreign_job_is_404,
     ("GET", "/api/v1/audit/entries"): entries_are_filtered,

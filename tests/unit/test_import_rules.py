@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("api", "workers", "orchestrator", "routing", "jobs", "audit", "telemetry", "solvers", "ratelimit")
-CORE = ("orchestrator", "routing", "jobs", "audit", "solvers", "ratelimit")
+PACKAGES = ("api", "workers", "orchestrator", "routing", "jobs", "audit", "telemetry", "solvers", "ratelimit",
+            "webhooks")
+CORE = ("orchestrator", "routing", "jobs", "audit", "solvers", "ratelimit", "webhooks")
 FORBIDDEN_IN_CORE = ("api", "workers", "flask", "celery", "kombu", "settings", "gunicorn")
 FORBIDDEN_IN_API = ("workers", "celery")
 
