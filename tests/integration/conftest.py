@@ -26,6 +26,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     running.stop()
 
 
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Stack]:
+    """A redis-server of the test's own on a free port, for tests that need Redis and nothing else."""
+    rig = Stack(tmp_path)
+    rig.start_redis()
+    yield rig
+    rig.stop_redis()
+
+
 @pytest.fixture(scope="session")
 def client(stack: Stack) -> dict[str, Any]:
     return stack.create_client("acme", ALL_SCOPES)

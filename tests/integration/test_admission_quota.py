@@ -4,8 +4,6 @@ the writes of an admission are one step, so parallel submits can never take a te
 from __future__ import annotations
 
 import threading
-from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -13,14 +11,6 @@ from jobs.store import JobStore, active_key
 from orchestrator.service import JobService, QuotaExceeded, ServiceConfig
 from tests.integration.stack import Stack
 from tests.unit.test_orchestrator import Caller, Lanes, RecordingEnqueuer, _submit
-
-
-@pytest.fixture
-def rig(tmp_path: Path) -> Iterator[Stack]:
-    rig = Stack(tmp_path)
-    rig.start_redis()
-    yield rig
-    rig.stop_redis()
 
 
 @pytest.mark.parametrize("quota", [1, 5])

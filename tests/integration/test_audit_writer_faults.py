@@ -12,7 +12,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -39,14 +39,6 @@ POISON = {
     "json string": '"hello"',
     "deep nesting": "[" * 5000 + "]" * 5000,
 }
-
-
-@pytest.fixture
-def rig(tmp_path: Path) -> Iterator[Stack]:
-    rig = Stack(tmp_path)
-    rig.start_redis()
-    yield rig
-    rig.stop_redis()
 
 
 def _settings(rig: Stack) -> Settings:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -18,14 +17,6 @@ from celery import Celery
 from jobs import model
 from tests.integration.stack import Stack
 from workers.dispatch import CeleryEnqueuer
-
-
-@pytest.fixture
-def rig(tmp_path: Path) -> Iterator[Stack]:
-    rig = Stack(tmp_path)
-    rig.start_redis()
-    yield rig
-    rig.stop_redis()
 
 
 @pytest.fixture
