@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import tempfile
@@ -106,6 +107,49 @@ def interleaved(calls: dict[str, Callable[[requests.Session], bool]], seconds: f
     return {name: (per_s, errors) for name, (per_s, errors) in totals.items()}
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (gunicorn's workers, a Celery worker's pool)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parents[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    tree = [pid]
+    for child, parent in sorted(parents.items()):
+        if parent in tree:
+            tree.append(child)
+    return tree
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time of ``pids`` (Linux /proc)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_request(stack: Stack, call: Callable[[requests.Session], bool], seconds: float,
+                    threads: int) -> dict[str, float]:
+    """CPU milliseconds each process of the stack spends per request of ``call``: unlike a rate, this
+    hardly moves when other work shares the machine."""
+    roots = {"web": stack.web, "audit": stack.audit, "watchdog": stack.watchdog}
+    trees = {name: process_tree(proc.popen.pid) for name, proc in roots.items() if proc is not None}
+    assert stack.redis_proc is not None
+    trees["redis"] = [stack.redis_proc.pid]
+    before = {name: cpu_seconds(pids) for name, pids in trees.items()}
+    per_s, _ = rate(call, seconds, threads)
+    time.sleep(1.0)  # the audit writer finishes the window's events
+    count = max(per_s * seconds, 1)
+    return {name: round((cpu_seconds(trees[name]) - before[name]) / count * 1000, 3) for name in trees}
+
+
 class Heartbeats:
     """Keeps the lanes looking alive while their workers are stopped, so that admission can be timed alone."""
 
@@ -174,6 +218,8 @@ def main() -> None:
                 for lane in ("qpu", "sim", "heuristic"):
                     stack.stop_worker(lane)
                 admission = measured("admission alone: gunicorn, Redis and the audit writer")
+                admission["cpu_ms_per_request"] = {"healthz": cpu_per_request(stack, healthz, 4, args.threads),
+                                                   "submit": cpu_per_request(stack, submit, 4, args.threads)}
             admission.update(target_ratio=TARGET_SUBMIT_RATIO, meets_target=admission["ratio"] >= TARGET_SUBMIT_RATIO)
             report["async_submit"] = admission
         finally:
