@@ -11,6 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ratelimit.policy import PolicyError, Rate
+from routing.faults import FaultSpecError, LaneFault, parse_spec  # noqa: F401 (LaneFault re-exported)
 from solvers.registry import LANES  # noqa: F401 (one definition of the lanes, re-exported)
 
 
@@ -18,31 +19,12 @@ class SettingsError(ValueError):
     """A setting in the environment cannot be read; the message names it."""
 
 
-@dataclass(frozen=True)
-class LaneFault:
-    """Injected trouble for one lane: fail this share of attempts, or sleep before solving."""
-
-    fail_rate: float = 0.0
-    delay_ms: int = 0
-
-
 def parse_faults(spec: str) -> dict[str, LaneFault]:
-    """Parse ``QGATE_FAULTS`` such as ``qpu.fail_rate=1.0,sim.delay_ms=3000``."""
-    faults: dict[str, dict[str, float]] = {}
-    for item in filter(None, (part.strip() for part in spec.split(","))):
-        key, sep, value = item.partition("=")
-        lane, dot, knob = key.strip().partition(".")
-        if not sep or not dot or lane not in LANES or knob not in ("fail_rate", "delay_ms"):
-            raise SettingsError(f"QGATE_FAULTS: cannot read {item!r} (want lane.fail_rate=X or lane.delay_ms=N)")
-        try:
-            number = float(value)
-        except ValueError:
-            raise SettingsError(f"QGATE_FAULTS: {item!r} needs a number") from None
-        if number < 0 or (knob == "fail_rate" and number > 1):
-            raise SettingsError(f"QGATE_FAULTS: {item!r} is out of range")
-        faults.setdefault(lane, {})[knob] = number
-    return {lane: LaneFault(fail_rate=v.get("fail_rate", 0.0), delay_ms=int(v.get("delay_ms", 0)))
-            for lane, v in faults.items()}
+    """Parse ``QGATE_FAULTS`` such as ``qpu.fail_rate=1.0,sim.delay_ms=3000,qpu.delay_jitter=0.5``."""
+    try:
+        return parse_spec(spec)
+    except FaultSpecError as exc:
+        raise SettingsError(f"QGATE_FAULTS: {exc}") from None
 
 
 def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import random
 import time
 from contextlib import AbstractContextManager
 from functools import lru_cache
@@ -14,6 +13,7 @@ import structlog
 
 from workers.connections import get_redis
 from jobs.store import JobStore
+from routing.faults import FaultBoard
 from orchestrator.service import InjectedFault, JobService, ServiceConfig
 from settings import get_settings
 from solvers.base import LaneLimits
@@ -60,12 +60,19 @@ class WorkerRuntime:
         return alarm_at(deadline)
 
     def before_solve(self, lane: str) -> None:
-        """The drills of QGATE_FAULTS: sleep, or fail this share of attempts."""
-        fault = get_settings().fault(lane)
-        if fault.delay_ms:
-            time.sleep(fault.delay_ms / 1000)
-        if fault.fail_rate and random.random() < fault.fail_rate:
+        """The fault drills (``qgate faults``, else QGATE_FAULTS), read per attempt: sleep, or fail this
+        share of attempts."""
+        fault = fault_board().fault(lane)
+        delay_s = fault.delay_s()
+        if delay_s:
+            time.sleep(delay_s)
+        if fault.fails():
             raise InjectedFault(f"injected fault: {lane}.fail_rate={fault.fail_rate}")
+
+
+@lru_cache(maxsize=1)
+def fault_board() -> FaultBoard:
+    return FaultBoard(get_redis(), get_settings().faults)
 
 
 @lru_cache(maxsize=1)
