@@ -87,6 +87,13 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
 
 
+def _fraction(env: dict[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default)
+    if not 0 < value <= 1:
+        raise SettingsError(f"{name} must be in (0, 1], got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -129,6 +136,17 @@ class Settings:
     audit_origin: str = "qgate.local/audit"
     checkpoint_seconds: float = 5.0
     audit_key_file: Path | None = None
+    predictive: bool = True
+    predict_quantile: float = 0.9
+    predict_min_samples: int = 3
+    telemetry_alpha: float = 0.2
+    telemetry_stale_s: float = 60.0
+    breakers: bool = True
+    breaker_window: int = 10
+    breaker_failure_rate: float = 0.5
+    breaker_consecutive: int = 5
+    breaker_cooldown_s: float = 30.0
+    breaker_probes: int = 2
 
     @property
     def signing_key_path(self) -> Path:
@@ -197,6 +215,17 @@ class Settings:
             audit_origin=env.get("QGATE_AUDIT_ORIGIN") or cls.audit_origin,
             checkpoint_seconds=_float(env, "QGATE_CHECKPOINT_SECONDS", cls.checkpoint_seconds),
             audit_key_file=Path(env["QGATE_AUDIT_KEY_FILE"]) if env.get("QGATE_AUDIT_KEY_FILE") else None,
+            predictive=_switch(env, "QGATE_PREDICTIVE", cls.predictive),
+            predict_quantile=_fraction(env, "QGATE_PREDICT_QUANTILE", cls.predict_quantile),
+            predict_min_samples=_int(env, "QGATE_PREDICT_MIN_SAMPLES", cls.predict_min_samples, 1),
+            telemetry_alpha=_fraction(env, "QGATE_TELEMETRY_ALPHA", cls.telemetry_alpha),
+            telemetry_stale_s=_float(env, "QGATE_TELEMETRY_STALE_S", cls.telemetry_stale_s),
+            breakers=_switch(env, "QGATE_BREAKERS", cls.breakers),
+            breaker_window=_int(env, "QGATE_BREAKER_WINDOW", cls.breaker_window, 1),
+            breaker_failure_rate=_fraction(env, "QGATE_BREAKER_FAILURE_RATE", cls.breaker_failure_rate),
+            breaker_consecutive=_int(env, "QGATE_BREAKER_CONSECUTIVE", cls.breaker_consecutive, 1),
+            breaker_cooldown_s=_float(env, "QGATE_BREAKER_COOLDOWN_S", cls.breaker_cooldown_s),
+            breaker_probes=_int(env, "QGATE_BREAKER_PROBES", cls.breaker_probes, 1),
         )
 
 

@@ -14,6 +14,8 @@ import structlog
 from workers.connections import get_redis
 from jobs.store import JobStore
 from routing.faults import FaultBoard
+from routing.predict import PredictConfig
+from routing.signals import LaneSignals
 from orchestrator.service import InjectedFault, JobService, ServiceConfig
 from settings import get_settings
 from solvers.base import LaneLimits
@@ -79,8 +81,9 @@ def fault_board() -> FaultBoard:
 def job_service() -> JobService:
     """The process's service, wired to Redis and Celery."""
     settings = get_settings()
-    return JobService(JobStore(get_redis(), settings.job_ttl_s), CeleryEnqueuer(settings.lease_grace_ms),
-                      ServiceConfig.of(settings), log=log)
+    signals = LaneSignals(get_redis(), PredictConfig.of(settings))
+    return JobService(JobStore(get_redis(), settings.job_ttl_s, signals.observers()),
+                      CeleryEnqueuer(settings.lease_grace_ms), ServiceConfig.of(settings), log=log, signals=signals)
 
 
 def run_attempt(lane: str, job_id: str, attempt: int, worker: str) -> str:
