@@ -13,7 +13,7 @@ import json
 import math
 import random
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from audit.channel import emit
 from solvers.registry import LANES
@@ -107,19 +107,21 @@ class FaultBoard:
 
     def set(self, changes: Mapping[str, Mapping[str, float]], by: str) -> dict[str, LaneFault]:
         """Change the named knobs; a lane's other knobs keep their runtime value (zero when it has none)."""
-        def change(stored: dict[str, LaneFault]) -> dict[str, LaneFault]:
+        def change(stored: dict[str, LaneFault]) -> dict[str, LaneFault | None]:
             return {lane: LaneFault.of({**stored.get(lane, LaneFault()).as_dict(), **knobs})
                     for lane, knobs in changes.items()}
 
         return self._write(change, "set", by)
 
     def clear(self, lanes: Iterable[str], by: str, to_default: bool = False) -> dict[str, LaneFault]:
-        """Stop the lanes' drills (``to_default``: return them to QGATE_FAULTS instead)."""
-        lanes = list(lanes)
-        return self._write(lambda _: {lane: None for lane in lanes} if to_default  # type: ignore[misc]
-                           else {lane: LaneFault() for lane in lanes}, "reset" if to_default else "clear", by)
+        """Stop the lanes' drills (``to_default``: drop the runtime drill, back to QGATE_FAULTS)."""
+        cleared: LaneFault | None = None if to_default else LaneFault()
+        chosen = list(lanes)
+        return self._write(lambda _: {lane: cleared for lane in chosen}, "reset" if to_default else "clear", by)
 
-    def _write(self, change: Any, action: str, by: str) -> dict[str, LaneFault]:
+    def _write(self, change: Callable[[dict[str, LaneFault]], dict[str, LaneFault | None]], action: str,
+               by: str) -> dict[str, LaneFault]:
+        """Apply ``change`` to the stored drills (None drops a lane's) with its audit event, in one MULTI."""
         def apply(pipe: Any) -> dict[str, LaneFault]:
             stored = {lane: LaneFault.of(json.loads(raw)) for lane, raw in pipe.hgetall(FAULTS_KEY).items()}
             new = change(stored)

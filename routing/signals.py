@@ -31,8 +31,9 @@ class LaneSignals:
         self.telemetry = LaneTelemetry(TelemetryConfig(alpha=config.telemetry_alpha))
 
     def observers(self) -> list[Any]:
-        """What the job store must write with each change for these figures to stay true."""
-        return [self.telemetry, self.breakers, WaitingLanes()]
+        """What the job store must write with each change for these figures to stay true (breakers only
+        when they are on: a breaker nobody consults would still audit transitions)."""
+        return [self.telemetry, *([self.breakers] if self.config.breakers else []), WaitingLanes()]
 
     def outlooks(self, lanes: Sequence[str], problem_class: str | None, job_id: str,
                  now: float | None = None) -> dict[str, Outlook]:
