@@ -27,7 +27,7 @@ class Observer(Protocol):
     sets, breakers): ``before`` is the job as it was (None for a new job). ``prepare`` runs before the
     MULTI, where an observer may WATCH and read keys of its own; what it returns is passed back."""
 
-    def prepare(self, pipe: Any, before: Job) -> Any: ...
+    def prepare(self, pipe: Any, before: Job, events: list[Event]) -> Any: ...
 
     def observe(self, pipe: Any, before: Job | None, job: Job, events: list[Event], now: float,
                 prepared: Any = None) -> None: ...
@@ -156,8 +156,8 @@ class JobStore:
             if raw is None:
                 raise KeyError(job_id)
             before = _load_job(raw) if self.observers else None
-            prepared = [observer.prepare(pipe, before) for observer in self.observers]
             job, events = change(_load_job(raw), *args, **kwargs)
+            prepared = [observer.prepare(pipe, before, events) for observer in self.observers]
             new_snapshot = bool(calibration) and not pipe.exists(watches[-1])
             pipe.multi()
             if new_snapshot:

@@ -114,10 +114,11 @@ class Breakers:
 
     # -- the job store's observer: outcomes recorded in the concluding transaction ----------------------
 
-    def prepare(self, pipe: Any, before: Any) -> Any:
-        """Before the MULTI: WATCH and read the breaker of the lane whose attempt may conclude."""
+    def prepare(self, pipe: Any, before: Any, events: Iterable[tuple[str, Mapping[str, Any]]]) -> Any:
+        """Before the MULTI: WATCH and read the breaker of the lane whose attempt this change concludes
+        (a change that concludes none costs nothing)."""
         current = getattr(before, "current", None)
-        if current is None:
+        if current is None or not any(event_type in CONCLUDED for event_type, _ in events):
             return None
         pipe.watch(breaker_key(current.lane))
         return Breaker.loads(pipe.get(breaker_key(current.lane)))

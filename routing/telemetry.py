@@ -188,7 +188,7 @@ class LaneTelemetry:
                   "" if wait is None else repr(wait), bucket(wait or 0), "" if run is None else repr(run),
                   bucket(run or 0), self.config.ttl_s)
 
-    def prepare(self, pipe: Any, before: Any) -> None:
+    def prepare(self, pipe: Any, before: Any, events: Any) -> None:
         return None  # the update is a script: nothing to read or WATCH first
 
     def observe(self, pipe: Any, before: Any, job: Any, events: Iterable[tuple[str, Mapping[str, Any]]],

@@ -18,7 +18,7 @@ def waiting_key(lane: str) -> str:
 class WaitingLanes:
     """The store's observer that keeps the per-lane waiting sets."""
 
-    def prepare(self, pipe: Any, before: Any) -> None:
+    def prepare(self, pipe: Any, before: Any, events: Any) -> None:
         return None
 
     def observe(self, pipe: Any, before: Any, job: Any, events: Any, now: float, prepared: Any = None) -> None:

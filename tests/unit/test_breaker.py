@@ -105,19 +105,24 @@ def test_breakers_through_the_store_with_probes_one_at_a_time() -> None:
 
 def test_the_store_retries_a_conclusion_that_raced_another_on_the_same_breaker() -> None:
     redis = fakeredis.FakeRedis(decode_responses=True)
-    store = JobStore(redis, 3600, observers=[Breakers(redis, CONFIG)])
+    racing = {"armed": True}
+
+    class RacedBreakers(Breakers):
+        """Another worker concludes on the same lane between our read of the breaker and our MULTI."""
+
+        def prepare(self, pipe, before, events):  # type: ignore[no-untyped-def]
+            read = super().prepare(pipe, before, events)
+            if read is not None and racing["armed"]:
+                racing["armed"] = False
+                store.transition(second, fallback.conclude_attempt, 1, "failed", "boom", 1000)
+            return read
+
+    store = JobStore(redis, 3600, observers=[RacedBreakers(redis, CONFIG)])
     first, second = _job(store, 1), _job(store, 2)
     store.transition(first, fallback.begin_attempt, 1, "w", 1000)
     store.transition(second, fallback.begin_attempt, 1, "w", 1000)
-    racing = {"done": False}
-
-    def conclude_with_a_race(job: model.Job, *args: object, **kwargs: object):
-        if not racing["done"]:  # another worker concludes on the same lane between our read and our MULTI
-            racing["done"] = True
-            store.transition(second, fallback.conclude_attempt, 1, "failed", "boom", 1000)
-        return fallback.conclude_attempt(job, *args, **kwargs)
-
-    store.transition(first, conclude_with_a_race, 1, "failed", "boom", 1000)
+    store.transition(first, fallback.conclude_attempt, 1, "failed", "boom", 1000)
+    assert not racing["armed"]
     assert Breaker.loads(redis.get(breaker_key("qpu"))).window == "11"  # neither outcome lost
 
 
