@@ -110,3 +110,20 @@ def test_a_waiting_job_sees_its_position_fall_as_jobs_ahead_start() -> None:
     service.run_attempt("heuristic", last.job_id, 1, "w", Runtime())
     assert service.queue_of(service.store.get(last.job_id)) is None
     assert service.store.redis.zcard("qgate:lane:heuristic:waiting") == 1
+
+
+def test_stale_figures_let_one_job_at_a_time_through_to_refresh_them() -> None:
+    service = _service(PredictConfig(telemetry_stale_s=60))
+    redis = service.store.redis
+    for _ in range(3):
+        pipe = redis.pipeline()
+        service.signals.telemetry.record(pipe, Sample("qpu", "ok", 0.0, 8.0), "circuit:4", 1000.0)
+        pipe.execute()
+    fresh = service.signals.outlooks(["qpu"], "circuit:4", "job-a", now=1030.0)["qpu"]
+    assert fresh.need_s is not None and fresh.basis.startswith("telemetry")
+    probe = service.signals.outlooks(["qpu"], "circuit:4", "job-a", now=1100.0)["qpu"]
+    assert probe.need_s is None and probe.basis.startswith("probe: figures 100 s old")
+    again = service.signals.outlooks(["qpu"], "circuit:4", "job-a", now=1100.5)["qpu"]
+    assert again.need_s is None  # the same job, planning again (a retried transaction), keeps its probe
+    other = service.signals.outlooks(["qpu"], "circuit:4", "job-b", now=1101.0)["qpu"]
+    assert other.need_s is not None  # the probe is taken: the others still plan on the old figures
