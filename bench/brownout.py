@@ -65,8 +65,9 @@ def workload(rng: random.Random) -> tuple[dict[str, Any], int]:
         return {"problem": {"kind": "tsp", "locations": _points(rng, rng.randint(8, 20))},
                 "solver": "heuristic"}, rng.choice([1500, 5000, 20_000])
     n = rng.randint(8, 15)
-    return {"problem": {"kind": "cvrp", "locations": _points(rng, n), "demands": [0] + [rng.randint(1, 4)] * (n - 1),
-                        "vehicle_capacity": 12, "num_vehicles": 5}, "solver": "heuristic"}, rng.choice([2000, 10_000, 20_000])
+    cvrp = {"kind": "cvrp", "locations": _points(rng, n), "demands": [0] + [rng.randint(1, 4)] * (n - 1),
+            "vehicle_capacity": 12, "num_vehicles": 5}
+    return {"problem": cvrp, "solver": "heuristic"}, rng.choice([2000, 10_000, 20_000])
 
 
 def _ts(value: str) -> float:
@@ -133,6 +134,8 @@ def _report(stack: Stack, name: str, submitted: list[dict[str, Any]]) -> dict[st
         if job is not None:
             jobs.append((record, job))
     latencies, sync_latencies, within, wasted_qpu_s, fallbacks, lack_of_time = [], [], 0, 0.0, 0, 0
+    wasted_by_phase: dict[str, float] = {}
+    passed_over: dict[str, int] = {}
     for record, job in jobs:
         ended = job["status"] in ("succeeded", "failed") and job.get("finished_at")
         latency = (_ts(job["finished_at"]) - _ts(job["created_at"])) * 1000 if ended else float("inf")
@@ -142,7 +145,13 @@ def _report(stack: Stack, name: str, submitted: list[dict[str, Any]]) -> dict[st
         within += job["status"] == "succeeded" and latency <= job["latency_budget_ms"]
         ran = [a for a in job["attempts"] if a["outcome"] != "skipped"]
         fallbacks += max(len(ran) - 1, 0)
-        wasted_qpu_s += sum(a["duration_ms"] for a in ran if a["lane"] == "qpu" and a["outcome"] != "succeeded") / 1000
+        wasted = sum(a["duration_ms"] for a in ran if a["lane"] == "qpu" and a["outcome"] != "succeeded") / 1000
+        wasted_qpu_s += wasted
+        wasted_by_phase[record["phase"]] = round(wasted_by_phase.get(record["phase"], 0.0) + wasted, 2)
+        for attempt in job["attempts"]:
+            if attempt["outcome"] == "skipped" and attempt["reason"].startswith(("predicted:", "breaker:")):
+                kind = attempt["reason"].split(":")[0]
+                passed_over[kind] = passed_over.get(kind, 0) + 1
         lack_of_time += job["status"] == "failed" and any(word in (job.get("error") or "") for word in LACK_OF_TIME)
     counters = redis.hgetall("qgate:metrics:counters")
     breaker = sum(int(v) for k, v in counters.items() if k.startswith("breaker|"))
@@ -153,7 +162,8 @@ def _report(stack: Stack, name: str, submitted: list[dict[str, Any]]) -> dict[st
             "p50_ms": round(percentile(latencies, 0.5), 1), "p99_ms": round(percentile(latencies, 0.99), 1),
             "sync_p99_ms": round(percentile(sync_latencies, 0.99), 1), "sync_jobs": len(sync_latencies),
             "qpu_seconds_wasted": round(wasted_qpu_s, 2), "fallbacks": fallbacks, "breaker_transitions": breaker,
-            "failed_for_lack_of_time_share": round(lack_of_time / accepted, 4) if accepted else None}
+            "failed_for_lack_of_time_share": round(lack_of_time / accepted, 4) if accepted else None,
+            "qpu_wasted_by_phase": wasted_by_phase, "passed_over": passed_over}
 
 
 def main() -> None:
@@ -163,10 +173,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
     results = [run_mode(name, env, args.phase_seconds, args.rate, args.seed) for name, env in MODES.items()]
-    keys = [k for k in results[0] if k != "mode"]
+    keys = [k for k in results[0] if k not in ("mode", "qpu_wasted_by_phase", "passed_over")]
     print(f"{'':32}" + "".join(f"{r['mode']:>14}" for r in results))
     for key in keys:
         print(f"{key:32}" + "".join(f"{str(r[key]):>14}" for r in results))
+    for result in results:
+        print(f"{result['mode']}: QPU seconds wasted by phase {result['qpu_wasted_by_phase']}, "
+              f"lanes passed over {result['passed_over']}")
     reactive, predictive = results
     if reactive["qpu_seconds_wasted"]:
         saved = 1 - predictive["qpu_seconds_wasted"] / reactive["qpu_seconds_wasted"]

@@ -373,7 +373,7 @@ class JobView(BaseModel):
     decision: list[JobDecision] = []  # present once a plan was made with the lanes' figures
 
 
-_DERIVED = ("request", "current_lane", "audit", "queue", "decision")  # computed below rather than copied from the record
+_DERIVED = ("request", "current_lane", "audit", "queue", "decision")  # computed below, not copied from the record
 _COPIED = frozenset(JobView.model_fields) - {"attempts", *_DERIVED}
 _ATTEMPT_FIELDS = frozenset(JobAttempt.model_fields)
 

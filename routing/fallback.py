@@ -49,7 +49,8 @@ def next_step(job: Job, lease_grace_ms: int, now: float | None = None, outlooks:
         limit_ms, passed_over = share_ms(remaining_ms, look, [looks.get(other) for other in successors])
         passed_over = (look.blocked if look is not None else None) or passed_over
         if outlooks is not None:
-            _decide(job, lane, "skip" if passed_over else "dispatch", limit_ms, remaining_ms, look, now)
+            action = "dispatch" if not passed_over and worth_starting(limit_ms) else "skip"
+            _decide(job, lane, action, limit_ms, remaining_ms, look, now)
         if passed_over:
             job, skipped = model.skip_lane(job, lane, passed_over)
             events += skipped
@@ -77,8 +78,9 @@ def _decide(job: Job, lane: str, action: str, limit_ms: int, remaining_ms: float
 def passed_over_only(job: Job) -> bool:
     """Whether the job failed without an attempt because its lanes were passed over on their figures
     (admission refuses such a job rather than accept it to fail)."""
-    return job.status == "failed" and bool(job.attempts) and all(a.outcome == "skipped" for a in job.attempts) and any(
-        a.reason.startswith(PASSED_OVER) for a in job.attempts)
+    attempts = job.attempts
+    return (job.status == "failed" and bool(attempts) and all(a.outcome == "skipped" for a in attempts)
+            and any(a.reason.startswith(PASSED_OVER) for a in attempts))
 
 
 def failure_reason(job: Job, now: float) -> str:

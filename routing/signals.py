@@ -61,7 +61,8 @@ class LaneSignals:
                                   fresh=fresh, blocked=blocked)
         return looks
 
-    def queue(self, lane: str, problem_class: str | None, job_id: str, now: float | None = None) -> dict[str, Any] | None:
+    def queue(self, lane: str, problem_class: str | None, job_id: str,
+              now: float | None = None) -> dict[str, Any] | None:
         """Where a waiting job stands (the job resource's ``queue``), or None when it is not waiting.
 
         Read only: the job's rank in its lane's waiting set, the lane's live workers and mean run time

@@ -44,7 +44,11 @@ local function hist(key, prefix, bucket)
   for i = 1, #all, 2 do
     if string.sub(all[i], 1, 2) == prefix then
       local w = tonumber(all[i + 1]) * (1 - alpha)
-      if w < 0.001 then redis.call('HDEL', key, all[i]) else redis.call('HSET', key, all[i], string.format('%.6g', w)) end
+      if w < 0.001 then
+        redis.call('HDEL', key, all[i])
+      else
+        redis.call('HSET', key, all[i], string.format('%.6g', w))
+      end
     end
   end
   redis.call('HINCRBYFLOAT', key, prefix .. bucket, 1)
