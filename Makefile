@@ -34,6 +34,7 @@ bench: install
 	$(BIN)/python -m bench.audit $(BENCH_AUDIT_ARGS)
 	$(BIN)/python -m bench.solvers $(BENCH_SOLVERS_ARGS)
 	$(BIN)/python -m bench.milp $(BENCH_MILP_ARGS)
+	$(BIN)/python -m bench.brownout $(BENCH_BROWNOUT_ARGS)
 
 # Chaos drills under a steady load (Redis restarted, paused, kill -9; a lane worker, the audit writer and
 # the watchdog hurt): prints per drill accepted, ended, stuck, duplicated, audit events missing.

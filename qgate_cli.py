@@ -107,6 +107,31 @@ def _audit_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _faults(args: argparse.Namespace) -> int:
+    import getpass
+
+    from routing.faults import FaultBoard, FaultSpecError, parse_items
+    from solvers.registry import LANES
+    from settings import get_settings
+    from workers.connections import get_redis
+
+    board = FaultBoard(get_redis(), get_settings().faults)
+    by = getattr(args, "by", None) or getpass.getuser()
+    try:
+        if args.action == "set":
+            board.set(parse_items(args.drills), by)
+        elif args.action == "clear":
+            unknown = sorted(set(args.lanes) - set(LANES))
+            if unknown:
+                raise FaultSpecError(f"unknown lane {unknown[0]!r} (lanes: {', '.join(LANES)})")
+            board.clear(args.lanes or LANES, by, to_default=args.default)
+    except FaultSpecError as exc:
+        print(f"qgate: faults: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(board.show()))
+    return 0
+
+
 def _watchdog(_: argparse.Namespace) -> int:
     from telemetry.logging import configure_logging
     from workers import watchdog
@@ -209,6 +234,19 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--seed", type=int)
     solve.add_argument("--token", help="a bearer token (else QGATE_TOKEN, or QGATE_CLIENT_ID/SECRET)")
     solve.set_defaults(func=_solve)
+
+    faults = commands.add_parser("faults", help="fault drills of the running fleet").add_subparsers(
+        dest="action", required=True)
+    fault_set = faults.add_parser("set", help="e.g. qpu.delay_ms=8000 qpu.fail_rate=0.3 qpu.delay_jitter=0.5")
+    fault_set.add_argument("drills", nargs="+", metavar="LANE.KNOB=VALUE")
+    fault_clear = faults.add_parser("clear", help="stop the drills of the lanes named (default: every lane)")
+    fault_clear.add_argument("lanes", nargs="*", metavar="LANE")
+    fault_clear.add_argument("--default", action="store_true", help="return to QGATE_FAULTS instead")
+    for sub in (fault_set, fault_clear):
+        sub.add_argument("--by", help="who makes the change, for the audit log (default: the OS user)")
+    faults.add_parser("show", help="each lane's drill and where it comes from")
+    for sub in faults.choices.values():
+        sub.set_defaults(func=_faults)
 
     commands.add_parser("watchdog", help="run the lease watchdog").set_defaults(func=_watchdog)
     commands.add_parser("audit-worker", help="run the audit writer").set_defaults(func=_audit_worker)

@@ -11,6 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ratelimit.policy import PolicyError, Rate
+from routing.faults import FaultSpecError, LaneFault, parse_spec  # noqa: F401 (LaneFault re-exported)
 from solvers.registry import LANES  # noqa: F401 (one definition of the lanes, re-exported)
 
 
@@ -18,31 +19,12 @@ class SettingsError(ValueError):
     """A setting in the environment cannot be read; the message names it."""
 
 
-@dataclass(frozen=True)
-class LaneFault:
-    """Injected trouble for one lane: fail this share of attempts, or sleep before solving."""
-
-    fail_rate: float = 0.0
-    delay_ms: int = 0
-
-
 def parse_faults(spec: str) -> dict[str, LaneFault]:
-    """Parse ``QGATE_FAULTS`` such as ``qpu.fail_rate=1.0,sim.delay_ms=3000``."""
-    faults: dict[str, dict[str, float]] = {}
-    for item in filter(None, (part.strip() for part in spec.split(","))):
-        key, sep, value = item.partition("=")
-        lane, dot, knob = key.strip().partition(".")
-        if not sep or not dot or lane not in LANES or knob not in ("fail_rate", "delay_ms"):
-            raise SettingsError(f"QGATE_FAULTS: cannot read {item!r} (want lane.fail_rate=X or lane.delay_ms=N)")
-        try:
-            number = float(value)
-        except ValueError:
-            raise SettingsError(f"QGATE_FAULTS: {item!r} needs a number") from None
-        if number < 0 or (knob == "fail_rate" and number > 1):
-            raise SettingsError(f"QGATE_FAULTS: {item!r} is out of range")
-        faults.setdefault(lane, {})[knob] = number
-    return {lane: LaneFault(fail_rate=v.get("fail_rate", 0.0), delay_ms=int(v.get("delay_ms", 0)))
-            for lane, v in faults.items()}
+    """Parse ``QGATE_FAULTS`` such as ``qpu.fail_rate=1.0,sim.delay_ms=3000,qpu.delay_jitter=0.5``."""
+    try:
+        return parse_spec(spec)
+    except FaultSpecError as exc:
+        raise SettingsError(f"QGATE_FAULTS: {exc}") from None
 
 
 def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -123,6 +105,13 @@ def _path(env: dict[str, str], name: str) -> Path | None:
     return Path(env[name]) if env.get(name) else None
 
 
+def _fraction(env: dict[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default)
+    if not 0 < value <= 1:
+        raise SettingsError(f"{name} must be in (0, 1], got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -165,6 +154,17 @@ class Settings:
     audit_origin: str = "qgate.local/audit"
     checkpoint_seconds: float = 5.0
     audit_key_file: Path | None = None
+    predictive: bool = True
+    predict_quantile: float = 0.9
+    predict_min_samples: int = 3
+    telemetry_alpha: float = 0.2
+    telemetry_stale_s: float = 60.0
+    breakers: bool = True
+    breaker_window: int = 10
+    breaker_failure_rate: float = 0.5
+    breaker_consecutive: int = 5
+    breaker_cooldown_s: float = 30.0
+    breaker_probes: int = 2
     history_days: int = 14
     console_key_file: Path | None = None
     webhook_retry_hours: float = 24.0
@@ -272,6 +272,17 @@ class Settings:
             webhook_hosts_file=_path(env, "QGATE_WEBHOOK_HOSTS_FILE"),
             webhook_secret_grace_hours=_positive(env, "QGATE_WEBHOOK_SECRET_GRACE_HOURS",
                                                  cls.webhook_secret_grace_hours),
+            predictive=_switch(env, "QGATE_PREDICTIVE", cls.predictive),
+            predict_quantile=_fraction(env, "QGATE_PREDICT_QUANTILE", cls.predict_quantile),
+            predict_min_samples=_int(env, "QGATE_PREDICT_MIN_SAMPLES", cls.predict_min_samples, 1),
+            telemetry_alpha=_fraction(env, "QGATE_TELEMETRY_ALPHA", cls.telemetry_alpha),
+            telemetry_stale_s=_float(env, "QGATE_TELEMETRY_STALE_S", cls.telemetry_stale_s),
+            breakers=_switch(env, "QGATE_BREAKERS", cls.breakers),
+            breaker_window=_int(env, "QGATE_BREAKER_WINDOW", cls.breaker_window, 1),
+            breaker_failure_rate=_fraction(env, "QGATE_BREAKER_FAILURE_RATE", cls.breaker_failure_rate),
+            breaker_consecutive=_int(env, "QGATE_BREAKER_CONSECUTIVE", cls.breaker_consecutive, 1),
+            breaker_cooldown_s=_float(env, "QGATE_BREAKER_COOLDOWN_S", cls.breaker_cooldown_s),
+            breaker_probes=_int(env, "QGATE_BREAKER_PROBES", cls.breaker_probes, 1),
         )
 
 

@@ -31,7 +31,8 @@ def own_job(job_id: str) -> Job:
 @bp.get("/api/v1/jobs/<job_id>")
 @require("quantum:solve")
 def get_job(job_id: str) -> Any:
-    return jsonify(model.public_view(own_job(job_id)))
+    job = own_job(job_id)
+    return jsonify(model.public_view(job, services().job_service.queue_of(job)))
 
 
 @bp.delete("/api/v1/jobs/<job_id>")

@@ -19,6 +19,8 @@ from ratelimit.limiter import Limiter
 from ratelimit.logins import LoginFailureRules, LoginThrottle
 from ratelimit.policy import RatePolicy
 from routing.health import LaneHealth
+from routing.predict import PredictConfig
+from routing.signals import LaneSignals
 from settings import Settings
 from telemetry import rollups
 from telemetry.logging import get_logger
@@ -85,8 +87,12 @@ class Services:
         return LaneHealth(self.redis)
 
     @cached_property
+    def lane_signals(self) -> LaneSignals:
+        return LaneSignals(self.redis, PredictConfig.of(self.settings))
+
+    @cached_property
     def jobs(self) -> JobStore:
-        return JobStore(self.redis, self.settings.job_ttl_s)
+        return JobStore(self.redis, self.settings.job_ttl_s, self.lane_signals.observers())
 
     @cached_property
     def callback_guard(self) -> Guard:
@@ -100,7 +106,7 @@ class Services:
     @cached_property
     def job_service(self) -> JobService:
         return JobService(self.jobs, self.enqueuer, ServiceConfig.of(self.settings), self.lane_health,
-                          get_logger("qgate.api"))
+                          get_logger("qgate.api"), self.lane_signals)
 
 
 def services() -> Services:

@@ -164,20 +164,23 @@ class Job(Record):
     audit_events: int | None = Field(default=None, exclude_if=_absent_when_none)
     webhook: Webhook | None = Field(default=None, exclude_if=_absent_when_none)
     deliveries: list[Delivery] | None = Field(default=None, exclude_if=_absent_when_none)
+    problem_class: str | None = Field(default=None, exclude_if=_absent_when_none)  # kind:size, for telemetry
+    decisions: list[dict[str, Any]] | None = Field(default=None, exclude_if=_absent_when_none)  # planning inputs
 
     @property
     def finished(self) -> bool:
         return self.status in TERMINAL
 
 
-_ABSENT_WHEN_NONE = frozenset({"worker", "dispatches", "audit_events", "webhook", "deliveries"})
+_ABSENT_WHEN_NONE = frozenset({"worker", "dispatches", "audit_events", "webhook", "deliveries", "problem_class",
+                               "decisions"})
 
 
 # -- transitions -----------------------------------------------------------------------------------------
 
 def new_job(*, job_id: str, tenant: str, client_id: str, kind: str, budget_ms: int, request: dict[str, Any],
             plan: list[dict[str, Any]], fingerprint: str, cost_estimate: dict[str, Any],
-            now: float | None = None) -> tuple[Job, list[Event]]:
+            now: float | None = None, problem_class: str | None = None) -> tuple[Job, list[Event]]:
     """A queued job; ``request`` holds the solve options (solver, strategy, cost_tier, seed, ...)."""
     now = time.time() if now is None else now
     job = Job(job_id=job_id, tenant=tenant, client_id=client_id, status="queued", kind=kind,
@@ -185,7 +188,7 @@ def new_job(*, job_id: str, tenant: str, client_id: str, kind: str, budget_ms: i
               deadline=now + budget_ms / 1000, request=request, plan=[PlanStep(**step) for step in plan],
               attempts=[], current=None, result=None, solver=None, error=None,
               provenance=Provenance(fingerprint=fingerprint, seed=request.get("seed"), calibration=None),
-              cost_estimate=CostEstimate(**cost_estimate))
+              cost_estimate=CostEstimate(**cost_estimate), problem_class=problem_class)
     event = ("job.accepted", {"kind": kind, "budget_ms": budget_ms, "fingerprint": fingerprint,
                               "plan": plan, "request": request, "client_id": client_id})
     return job, [event]
@@ -401,6 +404,30 @@ class JobAudit(BaseModel):
     receipt_url: str
 
 
+class JobQueue(BaseModel):
+    """Where a waiting job stands: its place in its lane's queue and when it should start and finish."""
+
+    lane: Lane
+    position: Annotated[int, _schema(minimum=1)]
+    ahead: Annotated[int, _schema(minimum=0)]
+    predicted_start_at: Annotated[str, _schema(format="date-time")]
+    predicted_finish_at: Annotated[str, _schema(format="date-time")]
+    basis: str
+
+
+class JobDecision(BaseModel):
+    """One planning decision (a lane dispatched or passed over) and the figures it used."""
+
+    model_config = ConfigDict(extra="allow")
+
+    at: Annotated[str, _schema(format="date-time")]
+    lane: Lane
+    action: Literal["dispatch", "skip"]
+    share_ms: int
+    remaining_ms: Annotated[int, _schema(minimum=0)]
+    outlook: dict[str, Any] | None
+
+
 class JobView(BaseModel):
     """The job resource (``GET /api/v1/jobs/<id>``, the body of a sync solve), as the contract shows it."""
 
@@ -423,16 +450,19 @@ class JobView(BaseModel):
     current_lane: Lane | None
     audit: JobAudit
     deliveries: list[JobDelivery]
+    queue: JobQueue | None = None  # present while the job waits for a worker
+    decision: list[JobDecision] = []  # present once a plan was made with the lanes' figures
 
 
-_DERIVED = ("request", "current_lane", "audit", "deliveries")  # computed below rather than copied from the record
+_DERIVED = ("request", "current_lane", "audit", "deliveries", "queue", "decision")  # computed below, not copied
 _COPIED = frozenset(JobView.model_fields) - {"attempts", *_DERIVED}
 _ATTEMPT_FIELDS = frozenset(JobAttempt.model_fields)
 
 
-def public_view(job: Job) -> dict[str, Any]:
+def public_view(job: Job, queue: dict[str, Any] | None = None) -> dict[str, Any]:
     """The job resource as the contract shows it to its tenant: the fields of ``JobView``, taken from the
-    record (private fields such as the tenant, the deadline, the lease and the raw request stay out)."""
+    record (private fields such as the tenant, the deadline, the lease and the raw request stay out).
+    ``queue`` is where a waiting job stands, read from its lane by the caller."""
     record = job.model_dump()
     view = {k: v for k, v in record.items() if k in _COPIED or k == "attempts"}
     view["attempts"] = [{k: v for k, v in a.items() if k in _ATTEMPT_FIELDS} for a in record["attempts"]]
@@ -441,4 +471,8 @@ def public_view(job: Job) -> dict[str, Any]:
     view["current_lane"] = job.current.lane if job.current else None
     view["audit"] = {"receipt_url": f"/api/v1/audit/jobs/{job.job_id}/receipt"}
     view["deliveries"] = [delivery.model_dump() for delivery in job.deliveries or []]
+    if queue is not None:  # only while the job waits; and jobs planned without figures have no decisions
+        view["queue"] = queue
+    if job.decisions:
+        view["decision"] = list(job.decisions)
     return view

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Protocol
 
 import redis
 
@@ -21,6 +21,17 @@ from telemetry.metrics import count_events
 LEASES = "qgate:leases"
 WEBHOOKS_DUE = "qgate:webhooks:due"  # the webhook outbox: job id -> when its next delivery is due (ms)
 Transition = Callable[..., tuple[Job, list[Event]]]
+
+
+class Observer(Protocol):
+    """Writes of its own added to every job change, in the same MULTI (lane telemetry, the waiting
+    sets, breakers): ``before`` is the job as it was (None for a new job). ``prepare`` runs before the
+    MULTI, where an observer may WATCH and read keys of its own; what it returns is passed back."""
+
+    def prepare(self, pipe: Any, before: Job, events: list[Event]) -> Any: ...
+
+    def observe(self, pipe: Any, before: Job | None, job: Job, events: list[Event], now: float,
+                prepared: Any = None) -> None: ...
 
 
 def job_key(job_id: str) -> str:
@@ -80,9 +91,10 @@ return 1
 class JobStore:
     """Reads and atomically changes job records; the only code that writes them."""
 
-    def __init__(self, client: redis.Redis, ttl_s: int) -> None:
+    def __init__(self, client: redis.Redis, ttl_s: int, observers: Iterable[Observer] = ()) -> None:
         self.redis = client
         self.ttl_s = ttl_s
+        self.observers = tuple(observers)
         self._create = client.register_script(_GUARDED_WRITES)
 
     def create(self, job: Job, problem: dict[str, Any], events: list[Event],
@@ -102,6 +114,7 @@ class JobStore:
         self._track_lease(pipe, job)
         self._schedule_webhook(pipe, job)
         self._emit(pipe, job, events)
+        self._observe(pipe, None, job, events)
         if also is not None:
             also(pipe)
         argv: list[Any] = [-1 if max_active is None else max_active]
@@ -144,7 +157,9 @@ class JobStore:
             raw = pipe.get(key)
             if raw is None:
                 raise KeyError(job_id)
+            before = _load_job(raw) if self.observers else None
             job, events = change(_load_job(raw), *args, **kwargs)
+            prepared = [observer.prepare(pipe, before, events) for observer in self.observers]
             new_snapshot = bool(calibration) and not pipe.exists(watches[-1])
             pipe.multi()
             if new_snapshot:
@@ -152,6 +167,7 @@ class JobStore:
                 pipe.set(watches[-1], _dumps(calibration))
                 events = [("calibration.recorded", {"snapshot": calibration}), *events]
             self._write(pipe, job, events)
+            self._observe(pipe, before, job, events, prepared)
             return job
 
         return self.redis.transaction(apply, *watches, value_from_callable=True)
@@ -182,6 +198,12 @@ class JobStore:
             pipe.expire(done_key(job_id), 300)
             self._schedule_webhook(pipe, job)
         self._emit(pipe, job, events)
+
+    def _observe(self, pipe: Any, before: Job | None, job: Job, events: list[Event],
+                 prepared: list[Any] | None = None) -> None:
+        now = time.time()
+        for observer, ready in zip(self.observers, prepared or [None] * len(self.observers)):
+            observer.observe(pipe, before, job, events, now, ready)
 
     @staticmethod
     def _track_lease(pipe: Any, job: Job) -> None:

@@ -10,6 +10,7 @@ maps them to its own vocabulary (HTTP statuses, log lines).
 
 from __future__ import annotations
 
+import math
 import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, fields
@@ -23,6 +24,9 @@ from jobs.store import JobStore
 from routing import fallback
 from routing.estimates import job_cost_estimate, lane_costs
 from routing.plan import LaneStatus, PlanStep, plan_lanes
+from routing.predict import Outlook, drain_s
+from routing.signals import LazyOutlooks
+from routing.telemetry import problem_class
 from solvers.base import LaneLimits, SolverRefused
 from solvers.objective import loggable, score
 from solvers.problems import canonical_json, fingerprint, parse_problem
@@ -50,6 +54,14 @@ class Enqueuer(Protocol):
 
 class LaneHealthSource(Protocol):
     def statuses(self) -> Mapping[str, LaneStatus]: ...
+
+
+class LaneSignalsSource(Protocol):
+    """The lanes' figures for predictive planning and breakers (``routing.signals.LaneSignals``)."""
+
+    def outlooks(self, lanes: list[str], problem_class: str | None, job_id: str) -> Mapping[str, Outlook]: ...
+
+    def queue(self, lane: str, problem_class: str | None, job_id: str) -> dict[str, Any] | None: ...
 
 
 class Caller(Protocol):
@@ -132,6 +144,11 @@ class NoLaneAvailable(Refused):
     """A lane could solve it, but none of those has a live worker now."""
 
 
+class LanesPredictedBusy(NoLaneAvailable):
+    """Every lane that could solve it is predicted not to finish within the budget, given the queues
+    ahead, or has its breaker open: refused now rather than accepted to fail a budget later."""
+
+
 class IdempotencyConflict(Refused):
     """The key was used with another request, or that request is still being admitted."""
 
@@ -188,6 +205,7 @@ class JobService:
     config: ServiceConfig = field(default_factory=ServiceConfig)
     lanes: LaneHealthSource | None = None
     log: Any = None
+    signals: LaneSignalsSource | None = None
 
     # -- admission ---------------------------------------------------------------------------------
 
@@ -242,10 +260,14 @@ class JobService:
         job, events = model.new_job(job_id=job_id, tenant=caller.tenant, client_id=caller.client_id,
                                     kind=problem.kind, budget_ms=submission.budget_ms,
                                     request=options, plan=[step.as_dict() for step in plan],
-                                    fingerprint=fingerprint(problem), cost_estimate=job_cost_estimate(plan, costs))
+                                    fingerprint=fingerprint(problem), cost_estimate=job_cost_estimate(plan, costs),
+                                    problem_class=problem_class(problem))
         if submission.options.get("callback_url") and submission.budget_ms > self.config.sync_threshold_ms:
             job.webhook = model.awaiting_webhook(job_id)
-        job, dispatched = fallback.start(job, self.config.lease_grace_ms)
+        outlooks = self._outlooks(job) if self.signals is not None else None
+        job, dispatched = fallback.start(job, self.config.lease_grace_ms, outlooks=outlooks)
+        if fallback.passed_over_only(job):
+            raise _busy(job, outlooks or {})
         publish = self._publisher(job)
         limit = self.config.max_active_jobs_per_tenant
         if not self.store.create(job, problem.model_dump(mode="json", exclude_none=True), events + dispatched,
@@ -254,6 +276,20 @@ class JobService:
         if publish is None:
             self._enqueue(job)
         return job
+
+    def _outlooks(self, job: Job | None) -> dict[str, Outlook]:
+        """Fresh figures of the lanes the job may still try (not the one in flight, none already tried)."""
+        if job is None or self.signals is None:
+            return {}
+        handled = {a.lane for a in job.attempts} | ({job.current.lane} if job.current else set())
+        lanes = [step.lane for step in job.plan if step.action == "try" and step.lane not in handled]
+        return dict(self.signals.outlooks(lanes, job.problem_class, job.job_id))
+
+    def _later_outlooks(self, job_id: str, job: Job | None = None) -> LazyOutlooks | None:
+        """Outlooks for a fallback, read only if the transition gets that far."""
+        if self.signals is None:
+            return None
+        return LazyOutlooks(lambda: self._outlooks(job if job is not None else self.store.get(job_id)))
 
     def _publisher(self, job: Job) -> Callable[[Any], None] | None:
         """The job's first message as a write for its creating transaction, where the enqueuer offers one;
@@ -286,6 +322,14 @@ class JobService:
             raise JobNotFound("job not found")
         return job
 
+    def queue_of(self, job: Job) -> dict[str, Any] | None:
+        """Where the job waits in its lane's queue and when it should start and finish; None unless an
+        attempt of it is waiting for a worker."""
+        current = job.current
+        if self.signals is None or job.finished or current is None or current.started_at is not None:
+            return None
+        return self.signals.queue(current.lane, job.problem_class, job.job_id)
+
     def cancel(self, tenant: str, job_id: str) -> Job:
         current = self.job_of(tenant, job_id).current
         try:
@@ -309,7 +353,8 @@ class JobService:
         moved = 0
         for job_id in self.store.due_leases(now):
             try:
-                job = self.store.transition(job_id, fallback.expire_lease, self.config.lease_grace_ms, now=now)
+                job = self.store.transition(job_id, fallback.expire_lease, self.config.lease_grace_ms, now=now,
+                                            outlooks=self._later_outlooks(job_id))
             except KeyError:
                 self.store.forget_lease(job_id)
                 continue
@@ -328,7 +373,8 @@ class JobService:
         """Run attempt ``attempt`` of ``job_id`` on ``lane``; returns its outcome (or ``stale``)."""
         grace = self.config.lease_grace_ms
         try:
-            job = _with_redis(lambda: self.store.transition(job_id, fallback.begin_attempt, attempt, worker, grace),
+            job = _with_redis(lambda: self.store.transition(job_id, fallback.begin_attempt, attempt, worker, grace,
+                                                            outlooks=self._later_outlooks(job_id)),
                               time.time() + REDIS_PATIENCE_S, "start the attempt", self.log)
         except (model.Conflict, KeyError) as exc:
             self._info("attempt_stale", reason=str(exc))
@@ -348,7 +394,7 @@ class JobService:
             self._info("attempt_stopped", **stopped)
             return "cancelled"
         try:
-            job = self._conclude(job_id, attempt, done, current.lease_until)
+            job = self._conclude(job_id, attempt, done, current.lease_until, job)
         except (model.Conflict, KeyError) as exc:
             self._info("attempt_discarded", outcome=done.outcome, reason=str(exc))
             return "stale"
@@ -356,12 +402,13 @@ class JobService:
         self._enqueue(job)
         return done.outcome
 
-    def _conclude(self, job_id: str, attempt: int, done: AttemptOutcome, until: float) -> Job:
+    def _conclude(self, job_id: str, attempt: int, done: AttemptOutcome, until: float, job: Job) -> Job:
         def conclude(outcome: AttemptOutcome) -> Callable[[], Job]:
             return lambda: self.store.transition(
                 job_id, fallback.conclude_attempt, attempt, outcome.outcome, outcome.reason,
                 self.config.lease_grace_ms, solver=outcome.solver, result=outcome.result,
-                provenance=outcome.provenance, calibration=outcome.calibration)
+                provenance=outcome.provenance, calibration=outcome.calibration,
+                outlooks=self._later_outlooks(job_id, job))
 
         try:
             return _with_redis(conclude(done), until, "conclude the attempt", self.log)
@@ -432,6 +479,14 @@ def _require_runnable(plan: list[PlanStep]) -> None:
     if any(step.reason.startswith("health:") for step in plan):
         raise NoLaneAvailable("no live worker can take this problem now", reasons=reasons, retry_after_s=5)
     raise NoLaneCanSolve("no lane can solve this problem", reasons=reasons)
+
+
+def _busy(job: Job, outlooks: Mapping[str, Outlook]) -> LanesPredictedBusy:
+    reasons = [{"loc": ["plan", a.lane], "msg": a.reason} for a in job.attempts]
+    looks = [outlooks[a.lane] for a in job.attempts if a.lane in outlooks]
+    retry = min(max(math.ceil(drain_s(looks)), 1), 300)
+    return LanesPredictedBusy("no lane can finish this job within its budget now", reasons=reasons,
+                              retry_after_s=retry)
 
 
 def _with_redis(action: Callable[[], T], until: float, what: str, log: Any = None) -> T:

@@ -26,3 +26,13 @@ def job_cost_estimate(plan: list[Any], costs: dict[str, float]) -> dict[str, Any
     usd = max(costs.get(lane, 0.0) for lane in lanes)
     basis = ", ".join(f"{lane} ${costs.get(lane, 0.0):.4f}" for lane in lanes)
     return {"usd": round(usd, 6), "basis": f"worst case over planned lanes: {basis}"}
+
+
+# What an attempt takes before any sample exists (cold start), for a waiting job's ETA only: planning never
+# passes a lane over on these. The emulated QPU transpiles and simulates noise; the heuristic lane runs
+# its solvers to their time limit on larger problems.
+COLD_START_RUN_S = {"qpu": 2.0, "sim": 0.5, "heuristic": 1.0}
+
+
+def cold_start_run_s(lane: str) -> float:
+    return COLD_START_RUN_S.get(lane, 1.0)

@@ -104,6 +104,9 @@ class RedisCollector(Collector):
                                             labels=["lane", "outcome"]),
             "fallbacks": CounterMetricFamily("qgate_fallbacks", "Fallbacks from one lane to the next",
                                              labels=["from_lane", "to_lane"]),
+            "breaker": CounterMetricFamily("qgate_breaker_transitions",
+                                           "Lane circuit breaker transitions, by lane and the state entered",
+                                           labels=["lane", "to_state"]),
             "audit_quarantined": CounterMetricFamily(
                 "qgate_audit_quarantined", "Events the audit log could not hold, moved to the dead-letter stream",
                 labels=[]),

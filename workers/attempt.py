@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import random
 import time
 from contextlib import AbstractContextManager
 from functools import lru_cache
@@ -14,6 +13,9 @@ import structlog
 
 from workers.connections import get_redis
 from jobs.store import JobStore
+from routing.faults import FaultBoard
+from routing.predict import PredictConfig
+from routing.signals import LaneSignals
 from orchestrator.service import InjectedFault, JobService, ServiceConfig
 from settings import get_settings
 from solvers.base import LaneLimits
@@ -62,12 +64,19 @@ class WorkerRuntime:
         return alarm_at(deadline, cancelled)
 
     def before_solve(self, lane: str) -> None:
-        """The drills of QGATE_FAULTS: sleep, or fail this share of attempts."""
-        fault = get_settings().fault(lane)
-        if fault.delay_ms:
-            time.sleep(fault.delay_ms / 1000)
-        if fault.fail_rate and random.random() < fault.fail_rate:
+        """The fault drills (``qgate faults``, else QGATE_FAULTS), read per attempt: sleep, or fail this
+        share of attempts."""
+        fault = fault_board().fault(lane)
+        delay_s = fault.delay_s()
+        if delay_s:
+            time.sleep(delay_s)
+        if fault.fails():
             raise InjectedFault(f"injected fault: {lane}.fail_rate={fault.fail_rate}")
+
+
+@lru_cache(maxsize=1)
+def fault_board() -> FaultBoard:
+    return FaultBoard(get_redis(), get_settings().faults)
 
 
 @lru_cache(maxsize=1)
@@ -75,8 +84,9 @@ def job_service() -> JobService:
     """The process's service, wired to Redis and Celery."""
     settings = get_settings()
     rollups.configure(settings.history_days)
-    return JobService(JobStore(get_redis(), settings.job_ttl_s), CeleryEnqueuer(settings.lease_grace_ms),
-                      ServiceConfig.of(settings), log=log)
+    signals = LaneSignals(get_redis(), PredictConfig.of(settings))
+    return JobService(JobStore(get_redis(), settings.job_ttl_s, signals.observers()),
+                      CeleryEnqueuer(settings.lease_grace_ms), ServiceConfig.of(settings), log=log, signals=signals)
 
 
 def run_attempt(lane: str, job_id: str, attempt: int, worker: str) -> str:

@@ -46,6 +46,15 @@ def token(stack: Stack, client: dict[str, Any]) -> str:
 
 
 @pytest.fixture(autouse=True)
+def _lanes_start_fresh(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each test on the shared stack starts with no lane figures and closed breakers: tests break lanes
+    on purpose (fail, delay, kill), and what one taught the planner must not reroute the next one's jobs."""
+    if "stack" in request.fixturenames:
+        request.getfixturevalue("stack").forget_lane_figures()
+    yield
+
+
+@pytest.fixture(autouse=True)
 def _show_logs_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     report = getattr(request.node, "rep_call", None)

@@ -287,6 +287,12 @@ class Stack:
             return entries if any(e["type"] == event_type for e in entries) else None
         return wait_for(found, timeout, f"{event_type} of {job_id} in the audit log", interval=0.2)
 
+    def forget_lane_figures(self) -> None:
+        """No fault drills, no lane telemetry, closed breakers: what the planner learnt is forgotten."""
+        redis = self.redis()
+        keys = [*redis.scan_iter("qgate:lane:*:tel:*"), *redis.scan_iter("qgate:lane:*:breaker*"), "qgate:faults"]
+        redis.delete(*keys)
+
     # chaos drills: faults a supervisor would see, and the restarts it would do --------------------
     def restart_redis(self, down_s: float = 2.0) -> None:
         """Stop Redis (SIGTERM: it writes its AOF out), keep it down ``down_s``, start it on the same port

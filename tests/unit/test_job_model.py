@@ -169,7 +169,8 @@ def test_an_answer_json_cannot_carry_is_still_refused_when_stored() -> None:
 def test_the_public_view_is_a_job_view(name: str) -> None:
     view = model.public_view(_scenarios()[name])
     assert list(view) == [*json.loads(PREVIOUS[name][1]), "deliveries"]
-    assert set(view) == set(JobView.model_fields)
+    required = {name for name, info in JobView.model_fields.items() if info.is_required()}
+    assert set(view) == required and required | {"queue", "decision"} == set(JobView.model_fields)
     assert JobView.model_validate(view).model_dump(exclude_unset=True) == view  # priority: absent on older jobs
     assert {"tenant", "client_id", "deadline", "current", "dispatches", "audit_events"}.isdisjoint(view)
 
@@ -186,7 +187,8 @@ def test_the_openapi_job_schema_is_the_job_views() -> None:
     assert "$defs" not in text
     refs = {ref.split("/")[-1] for ref in _refs(document)}
     assert refs <= set(schemas)
-    assert set(expected["required"]) == set(JobView.model_fields)
+    assert set(expected["required"]) == set(JobView.model_fields) - {"queue", "decision"}  # present when known
+    assert {"queue", "decision"} <= set(expected["properties"]) and {"JobQueue", "JobDecision"} <= set(schemas)
 
 
 def _refs(value: Any) -> list[str]:
@@ -196,3 +198,15 @@ def _refs(value: Any) -> list[str]:
     if isinstance(value, list):
         return [r for v in value for r in _refs(v)]
     return []
+
+
+def test_queue_and_decision_appear_in_the_view_when_there_is_something_to_show() -> None:
+    job = _scenarios()["running"]
+    job.decisions = [{"at": "2026-01-01T00:00:00.000Z", "lane": "qpu", "action": "dispatch", "share_ms": 2500,
+                      "remaining_ms": 5000, "outlook": None}]
+    queue = {"lane": "qpu", "position": 3, "ahead": 2, "predicted_start_at": "2026-01-01T00:00:01.000Z",
+             "predicted_finish_at": "2026-01-01T00:00:03.000Z", "basis": "cold start"}
+    view = model.public_view(job, queue)
+    assert view["queue"] == queue and view["decision"] == job.decisions
+    assert JobView.model_validate(view).model_dump(exclude_unset=True) == view
+    assert Job.model_validate_json(_dumps(job)).decisions == job.decisions
