@@ -11,7 +11,7 @@ the phase length. QPU seconds wasted count the time failed or timed-out qpu atte
 QPU seconds spent on attempts that did not count, fallbacks, breaker transitions, refusals at
 admission, sync p99, and accepted jobs that failed for lack of time.
 
-Usage: python -m bench.brownout [--phase-seconds 20] [--rate 3]
+Usage: python -m bench.brownout [--phase-seconds 60] [--rate 2]
 """
 
 from __future__ import annotations
@@ -174,8 +174,8 @@ def _report(stack: Stack, name: str, submitted: list[dict[str, Any]]) -> dict[st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--phase-seconds", type=float, default=20)
-    parser.add_argument("--rate", type=float, default=3.0, help="jobs per second")
+    parser.add_argument("--phase-seconds", type=float, default=60)
+    parser.add_argument("--rate", type=float, default=2.0, help="jobs per second")
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
     results = [run_mode(name, env, args.phase_seconds, args.rate, args.seed) for name, env in MODES.items()]
