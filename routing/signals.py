@@ -13,16 +13,19 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from routing.breaker import Breaker, BreakerConfig, Breakers, blocked_reason, breaker_key
-from routing.health import alive_key
 from jobs.model import iso
+from routing.breaker import Breaker, BreakerConfig, Breakers, blocked_reason, breaker_key
 from routing.estimates import cold_start_run_s
+from routing.health import alive_key
 from routing.predict import Outlook, PredictConfig, outlook
 from routing.telemetry import LaneTelemetry, Stats, TelemetryConfig, telemetry_key
 from routing.waiting import WaitingLanes, waiting_key
 
 
 class LaneSignals:
+    """Reads the lanes' figures for plans and queue positions, and names the store observers that keep
+    them (telemetry, breakers, waiting sets)."""
+
     def __init__(self, redis: Any, config: PredictConfig) -> None:
         self.redis, self.config = redis, config
         self.breakers = Breakers(redis, BreakerConfig(config.breaker_window, config.breaker_failure_rate,
