@@ -5,7 +5,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.integration.stack import Stack
+from tests.integration.stack import Stack, running_stack
 
 SHARED_STACK_RATES = {f"QGATE_RATE_{name}": "1000000/minute" for name in
                       ("SOLVE_PER_TENANT", "SOLVE_PER_CLIENT", "READ_PER_TENANT", "READ_PER_CLIENT")}
@@ -16,14 +16,8 @@ ALL_SCOPES = "quantum:solve solver:qpu solver:sim solver:heuristic tier:premium 
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     # The suites that share this stack send thousands of requests a minute (the fuzz suite alone ~2,000):
     # limits high enough never to bind here; tests/integration/test_rate_limits.py tests them on its own stack.
-    running = Stack(Path(tmp_path_factory.mktemp("stack")), **SHARED_STACK_RATES)
-    try:
-        running.start()
-    except Exception:
-        running.stop()
-        raise
-    yield running
-    running.stop()
+    with running_stack(Path(tmp_path_factory.mktemp("stack")), **SHARED_STACK_RATES) as running:
+        yield running
 
 
 @pytest.fixture

@@ -364,6 +364,21 @@ class SourceAddressAdapter(requests.adapters.HTTPAdapter):
         super().init_poolmanager(*args, source_address=(self.address, 0), **kwargs)
 
 
+@contextmanager
+def running_stack(base: Path, **env: str) -> Iterator[Stack]:
+    """A started stack under ``base``, stopped on the way out (and when it fails to start)."""
+    running = Stack(base, **env)
+    try:
+        running.start()
+    except Exception:
+        running.stop()
+        raise
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
 def loopback_session() -> requests.Session:
     """A session speaking from a fresh loopback address (never 127.0.0.1), so that what counts per
     source address (failed logins) never spills over onto the other tests."""

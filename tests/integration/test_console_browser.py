@@ -25,7 +25,7 @@ import requests
 
 from tests.integration import problems
 from tests.integration.conftest import SHARED_STACK_RATES
-from tests.integration.stack import Stack
+from tests.integration.stack import Stack, running_stack
 
 from playwright.sync_api import Browser, Page, sync_playwright
 
@@ -42,14 +42,8 @@ def chromium_binary() -> str:
 
 @pytest.fixture(scope="module")
 def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = Stack(Path(tmp_path_factory.mktemp("console")), **SHARED_STACK_RATES, **PRICE_ENV)
-    try:
-        running.start()
-    except Exception:
-        running.stop()
-        raise
-    yield running
-    running.stop()
+    with running_stack(Path(tmp_path_factory.mktemp("console")), **SHARED_STACK_RATES, **PRICE_ENV) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -14,22 +14,16 @@ import pytest
 import requests
 
 from tests.integration import problems
-from tests.integration.stack import Stack, wait_for
+from tests.integration.stack import Stack, running_stack, wait_for
 
 SCOPES = "quantum:solve solver:qpu solver:sim solver:heuristic ops:read"
 
 
 @pytest.fixture(scope="module")
 def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = Stack(Path(tmp_path_factory.mktemp("predictive")), QGATE_BREAKER_COOLDOWN_S="3",
-                    QGATE_TELEMETRY_STALE_S="600")
-    try:
-        running.start()
-    except Exception:
-        running.stop()
-        raise
-    yield running
-    running.stop()
+    with running_stack(Path(tmp_path_factory.mktemp("predictive")), QGATE_BREAKER_COOLDOWN_S="3",
+                       QGATE_TELEMETRY_STALE_S="600") as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
