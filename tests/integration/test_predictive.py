@@ -147,3 +147,18 @@ def test_a_failing_qpu_opens_its_breaker_and_probes_close_it_again(own_stack: St
     assert moves[0][2] == "5 attempts in a row failed"
     metrics = requests.get(own_stack.url + "/metrics", headers=own_stack.headers(own_token), timeout=10).text
     assert 'qgate_breaker_transitions_total{lane="qpu",to_state="open"} 1.0' in metrics
+
+
+def test_admission_refuses_what_no_lane_can_finish_and_says_when_to_retry(own_stack: Stack, own_token: str) -> None:
+    _faults(own_stack, "set", "heuristic.delay_ms=2500")
+    tsp = {"problem": problems.tsp(6), "solver": "heuristic"}
+    for _ in range(3):  # three slow answers: the heuristic lane's figures for this class
+        job = own_stack.wait_job(own_token, _async(own_stack, own_token, tsp, 10_000), 60)
+        assert job["status"] == "succeeded", job
+    reply = own_stack.solve(own_token, tsp, 2000)
+    assert reply.status_code == 503, reply.text
+    body = reply.json()
+    assert body["errors"][0]["loc"] == ["plan", "heuristic"]
+    assert body["errors"][0]["msg"].startswith("predicted: heuristic queue wait p90 ")
+    assert 1 <= int(reply.headers["Retry-After"]) <= 300
+    assert own_stack.solve(own_token, tsp, 15_000).status_code == 202  # a budget it can meet is accepted
