@@ -51,6 +51,9 @@ def alarm_at(deadline: float, cancelled: Callable[[], bool] | None = None, *, po
         return
     was_cancelled = threading.Event()
     done = threading.Event()
+    # The watcher signals only while the block runs: a SIGALRM that arrived after the handler was put back
+    # (SIG_DFL in a pool child) would end the process.
+    signalling = threading.Lock()
 
     def fire(signum: int, frame: Any) -> None:
         if done.is_set():
@@ -61,13 +64,15 @@ def alarm_at(deadline: float, cancelled: Callable[[], bool] | None = None, *, po
     signal.setitimer(signal.ITIMER_REAL, max(deadline - time.time(), 0.001))
     watcher = None
     if cancelled is not None:
-        watcher = threading.Thread(target=_watch, args=(cancelled, was_cancelled, done, poll_s, kill_after_s),
+        watcher = threading.Thread(target=_watch, args=(cancelled, was_cancelled, done, signalling, poll_s,
+                                                        kill_after_s),
                                    name="qgate-cancel-watch", daemon=True)
         watcher.start()
     try:
         yield
     finally:
-        done.set()
+        with signalling:
+            done.set()
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
         if watcher is not None:
@@ -75,7 +80,7 @@ def alarm_at(deadline: float, cancelled: Callable[[], bool] | None = None, *, po
 
 
 def _watch(cancelled: Callable[[], bool], was_cancelled: threading.Event, done: threading.Event,
-           poll_s: float, kill_after_s: float) -> None:
+           signalling: threading.Lock, poll_s: float, kill_after_s: float) -> None:
     main = threading.main_thread().ident
     while not done.wait(poll_s):
         try:
@@ -83,9 +88,12 @@ def _watch(cancelled: Callable[[], bool], was_cancelled: threading.Event, done: 
                 continue
         except Exception:  # Redis away: the attempt's time limit and lease still hold
             continue
-        was_cancelled.set()
         assert main is not None
-        signal.pthread_kill(main, signal.SIGALRM)
+        with signalling:
+            if done.is_set():
+                return
+            was_cancelled.set()
+            signal.pthread_kill(main, signal.SIGALRM)
         if done.wait(kill_after_s):
             return
         log.warning("solver_not_interruptible_killing_process", pid=os.getpid(), waited_s=kill_after_s)

@@ -80,3 +80,23 @@ def test_a_solver_held_in_native_code_is_ended_by_killing_its_process() -> None:
     assert done.returncode == -signal.SIGKILL, done.stderr
     assert "not reached" not in done.stdout
     assert time.monotonic() - started < 10
+
+
+def test_a_cancellation_racing_the_end_of_the_block_never_signals_after_it() -> None:
+    """With SIGALRM's default action restored after the block (as in a pool child), a signal sent after the
+    block ended would kill the process; blocks ending just as the job is cancelled must leave it alive."""
+    script = textwrap.dedent("""
+        import time
+        from orchestrator.service import AttemptCancelled
+        from workers.time_limit import alarm_at
+        for n in range(300):
+            try:
+                with alarm_at(time.time() + 30, lambda: True, poll_s=0.0002, kill_after_s=5):
+                    time.sleep((n % 7) * 0.0001)
+            except AttemptCancelled:
+                pass
+        time.sleep(0.05)
+        print("alive")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "alive" in done.stdout, (done.returncode, done.stderr[-500:])
