@@ -196,6 +196,7 @@ class AttemptOutcome:
     result: dict[str, Any] | None = None
     provenance: dict[str, Any] | None = None
     calibration: dict[str, Any] | None = None
+    stopped: dict[str, Any] | None = None  # a cancelled attempt: where it stopped, for the audit event
 
 
 @dataclass
@@ -388,7 +389,7 @@ class JobService:
         started = time.time()
         done = self._solve(lane, job_id, job, runtime)
         if done.outcome == "cancelled":  # the job was concluded by the cancel itself; say that the work stopped
-            stopped = dict(done.result or {}, ran_ms=round((time.time() - started) * 1000, 1))
+            stopped = dict(done.stopped or {}, ran_ms=round((time.time() - started) * 1000, 1))
             _with_redis(lambda: self.store.record(job, "attempt.stopped", stopped), time.time() + 5,
                         "record the stop", self.log)
             self._info("attempt_stopped", **stopped)
@@ -447,7 +448,7 @@ class JobService:
         except AttemptCancelled as exc:
             stopped = {"lane": lane, "attempt": current.n, "solver": solver_info,
                        "provider_job": getattr(exc, "provider_job", None)}
-            return AttemptOutcome("cancelled", "cancelled by the client", solver_info, result=stopped)
+            return AttemptOutcome("cancelled", "cancelled by the client", solver_info, stopped=stopped)
         except SolverRefused as exc:
             return AttemptOutcome("skipped", str(exc), solver_info)
         except TimeoutError as exc:
