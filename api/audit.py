@@ -14,7 +14,7 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 
 from api.auth import require
-from api.errors import ApiError
+from api.errors import ApiError, bad_query
 from api.services import services
 from audit.chain import AuditPaths
 from audit.channel import job_index_key
@@ -39,7 +39,7 @@ def _b64(data: bytes) -> str:
 def _int_arg(name: str) -> int:
     raw = request.args.get(name, "")
     if not INDEX_PATTERN.fullmatch(raw):
-        raise ApiError(400, f"query parameter '{name}' must be a non-negative integer of at most 15 digits")
+        raise bad_query(name, f"query parameter '{name}' must be a non-negative integer of at most 15 digits")
     return int(raw)
 
 
@@ -104,7 +104,7 @@ def inclusion_proof() -> Any:
         if size > reader.tree.size or size == 0:
             raise ApiError(404, f"no tree of size {size}: the log holds {reader.tree.size} entries")
         if index >= size:
-            raise ApiError(400, f"index {index} is not below size {size}")
+            raise bad_query("index", f"index {index} is not below size {size}")
         proof = reader.tree.inclusion_proof(index, size)
     return jsonify({"index": index, "size": size, "hashes": [_b64(h) for h in proof]})
 
@@ -117,7 +117,7 @@ def consistency_proof() -> Any:
         if second > reader.tree.size:
             raise ApiError(404, f"no tree of size {second}: the log holds {reader.tree.size} entries")
         if not 0 < first <= second:
-            raise ApiError(400, "need 0 < first <= second")
+            raise bad_query("first", "need 0 < first <= second")
         proof = reader.tree.consistency_proof(first, second)
     return jsonify({"first": first, "second": second, "hashes": [_b64(h) for h in proof]})
 
@@ -127,7 +127,7 @@ def consistency_proof() -> Any:
 def entries() -> Any:
     start, end = _int_arg("start"), _int_arg("end")
     if end < start or end - start > MAX_ENTRIES:
-        raise ApiError(400, f"need start <= end and at most {MAX_ENTRIES} entries per request")
+        raise bad_query("end", f"need start <= end and at most {MAX_ENTRIES} entries per request")
     out = []
     with _reader() as reader:
         for index, line in reader.entries(start, end):

@@ -17,7 +17,7 @@ from flask import Blueprint, Response, g, redirect, render_template, request, ur
 
 from api import console_session, rate_limits
 from api.audit_state import audit_state, job_audit_entries
-from api.errors import ApiError
+from api.errors import ApiError, bad_query
 from api.services import services
 from jobs import model
 from jobs.store import job_key
@@ -222,7 +222,7 @@ def tenants() -> Any:
     by_meta = None
     if meta:
         if not all(c.isalnum() or c in "_.-" for c in meta) or len(meta) > 64:
-            raise ApiError(400, "metadata key: letters, digits, _ . - (at most 64)")
+            raise bad_query("meta", "metadata key: letters, digits, _ . - (at most 64)")
         by_meta = history.usage(client, start, now, f"metadata.{meta}")
     return render_template("dashboard/tenants.html", page="tenants", days=days_n, meta=meta, rows=by_tenant,
                            totals=totals, by_meta=by_meta)

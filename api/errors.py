@@ -34,7 +34,14 @@ def validation_errors(exc: ValidationError, prefix: tuple[str | int, ...] = ()) 
 
 
 def unprocessable(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> ApiError:
-    return ApiError(422, "invalid request", errors=validation_errors(exc, prefix))
+    """422 for a request body pydantic refused; every ``loc`` starts with ``"body"``, as the strict JSON
+    reader's and the header checks' (``"header"``) do, so a client finds the value the same way for each."""
+    return ApiError(422, "invalid request", errors=validation_errors(exc, ("body", *prefix)))
+
+
+def bad_query(name: str, msg: str, status: int = 400) -> ApiError:
+    """A refused query parameter, with ``loc: ["query", name]`` beside the one-line message."""
+    return ApiError(status, msg, errors=[{"loc": ["query", name], "msg": msg}])
 
 
 def _respond(status: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> Any:

@@ -17,7 +17,7 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 
 from api.auth import require
-from api.errors import ApiError
+from api.errors import ApiError, bad_query
 from api.services import services
 from api.tokens import is_tenant
 from telemetry.history import USAGE_COLUMNS, usage
@@ -35,11 +35,11 @@ def parse_time(name: str, raw: str | None, default: float) -> float:
     if raw is None:
         return default
     if not TIME.match(raw):
-        raise ApiError(400, f"{name}: want an ISO 8601 date or date-time such as 2026-01-31 or 2026-01-31T12:00Z")
+        raise bad_query(name, f"{name}: want an ISO 8601 date or date-time such as 2026-01-31 or 2026-01-31T12:00Z")
     try:
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
-        raise ApiError(400, f"{name}: not a real date or time") from None
+        raise bad_query(name, f"{name}: not a real date or time") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
     return parsed.timestamp()
@@ -59,14 +59,14 @@ def _tenant_filter(asked: str | None) -> str | None:
     if asked == "*":
         return None
     if not is_tenant(asked):  # "" included: a parameter given is a parameter checked
-        raise ApiError(400, "tenant: not a tenant name")
+        raise bad_query("tenant", "tenant: not a tenant name")
     return asked
 
 
 def _wants_csv() -> bool:
     fmt = request.args.get("format")
     if fmt not in (None, "json", "csv"):
-        raise ApiError(400, "format: json or csv")
+        raise bad_query("format", "format: json or csv")
     if fmt is not None:
         return fmt == "csv"
     best = request.accept_mimetypes.best_match(["application/json", "text/csv"], default="application/json")
@@ -93,13 +93,13 @@ def get_usage() -> Any:
     as_csv = _wants_csv()
     group_by = request.args.get("group_by", "tenant")
     if not GROUP_BY.match(group_by):
-        raise ApiError(400, "group_by: tenant, lane, kind or metadata.<key>")
+        raise bad_query("group_by", "group_by: tenant, lane, kind or metadata.<key>")
     now = time.time()
     end = parse_time("to", request.args.get("to"), now)
     start = parse_time("from", request.args.get("from"), end - DEFAULT_RANGE_S)
     longest = services().settings.history_days * 86400 + 86400
     if not start < end or end - start > longest:
-        raise ApiError(400, f"from must be before to, at most {longest // 86400} days apart")
+        raise bad_query("from", f"from must be before to, at most {longest // 86400} days apart")
     tenant = _tenant_filter(request.args.get("tenant"))
     rows = usage_rows(start, end, group_by, tenant)
     if as_csv:

@@ -111,19 +111,19 @@ def test_unreadable_json_is_400(stack: Stack, token: str) -> None:
 
 INVALID = {
     "not an object": ([1, 2], ["body"]),
-    "no problem": ({"solver": "auto"}, ["problem"]),
-    "unknown field": ({"problem": problems.tsp(4), "colour": "red"}, ["colour"]),
-    "unknown solver": ({"problem": problems.tsp(4), "solver": "oracle"}, ["solver"]),
-    "portfolio": ({"problem": problems.tsp(4), "strategy": "portfolio"}, ["strategy"]),
-    "unknown kind": ({"problem": {"kind": "knapsack"}}, ["problem", "kind"]),
-    "tsp ragged": ({"problem": {"kind": "tsp", "distances": [[0, 1], [1]]}}, ["problem", "tsp"]),
-    "tsp negative": ({"problem": {"kind": "tsp", "distances": [[0, -1], [1, 0]]}}, ["problem", "tsp"]),
-    "cvrp demand": ({"problem": {**problems.cvrp(4), "demands": [0, 1]}}, ["problem", "cvrp"]),
-    "assignment weights": ({"problem": {**problems.assignment(), "weights": [1]}}, ["problem", "assignment"]),
-    "qubo index": ({"problem": {"kind": "qubo", "n": 2, "terms": [[0, 5, 1]]}}, ["problem", "qubo"]),
+    "no problem": ({"solver": "auto"}, ["body", "problem"]),
+    "unknown field": ({"problem": problems.tsp(4), "colour": "red"}, ["body", "colour"]),
+    "unknown solver": ({"problem": problems.tsp(4), "solver": "oracle"}, ["body", "solver"]),
+    "portfolio": ({"problem": problems.tsp(4), "strategy": "portfolio"}, ["body", "strategy"]),
+    "unknown kind": ({"problem": {"kind": "knapsack"}}, ["body", "problem", "kind"]),
+    "tsp ragged": ({"problem": {"kind": "tsp", "distances": [[0, 1], [1]]}}, ["body", "problem", "tsp"]),
+    "tsp negative": ({"problem": {"kind": "tsp", "distances": [[0, -1], [1, 0]]}}, ["body", "problem", "tsp"]),
+    "cvrp demand": ({"problem": {**problems.cvrp(4), "demands": [0, 1]}}, ["body", "problem", "cvrp"]),
+    "assignment weights": ({"problem": {**problems.assignment(), "weights": [1]}}, ["body", "problem", "assignment"]),
+    "qubo index": ({"problem": {"kind": "qubo", "n": 2, "terms": [[0, 5, 1]]}}, ["body", "problem", "qubo"]),
     "circuit qasm": ({"problem": {"kind": "circuit", "qasm": "nonsense", "shots": 10}},
-                     ["problem", "circuit", "qasm"]),
-    "seed": ({"problem": problems.tsp(4), "seed": -1}, ["seed"]),
+                     ["body", "problem", "circuit", "qasm"]),
+    "seed": ({"problem": problems.tsp(4), "seed": -1}, ["body", "seed"]),
 }
 
 
@@ -215,6 +215,32 @@ def test_audit_index_arguments_outside_ascii_digits_are_400(stack: Stack, token:
     reply = requests.get(stack.url + "/api/v1/audit/proof/inclusion", params={"index": value, "size": "1"},
                          headers=stack.headers(token), timeout=10)
     assert reply.status_code == 400 and reply.json()["error"], reply.text
+    assert reply.json()["errors"][0]["loc"] == ["query", "index"], reply.text
+
+
+BAD_QUERIES = {
+    "inclusion index not below size": ("/api/v1/audit/proof/inclusion", {"index": "5", "size": "1"}, "index"),
+    "consistency first zero": ("/api/v1/audit/proof/consistency", {"first": "0", "second": "1"}, "first"),
+    "entries end before start": ("/api/v1/audit/entries", {"start": "5", "end": "1"}, "end"),
+    "entries size unbounded": ("/api/v1/audit/entries", {"start": "0", "end": "99999"}, "end"),
+    "usage from not a date": ("/api/v1/usage", {"from": "yesterday"}, "from"),
+    "usage to not a real date": ("/api/v1/usage", {"to": "2026-02-31"}, "to"),
+    "usage from after to": ("/api/v1/usage", {"from": "2026-02-02", "to": "2026-02-01"}, "from"),
+    "usage group_by": ("/api/v1/usage", {"group_by": "colour"}, "group_by"),
+    "usage format": ("/api/v1/usage", {"format": "xml"}, "format"),
+    "usage tenant": ("/api/v1/usage", {"tenant": "a b"}, "tenant"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_QUERIES))
+def test_bad_query_parameters_are_400_with_their_loc(stack: Stack, token: str, case: str) -> None:
+    path, params, name = BAD_QUERIES[case]
+    if path.startswith("/api/v1/audit"):
+        stack.solve(token, {"problem": problems.tsp(4)}, budget_ms=3000)
+    reply = requests.get(stack.url + path, params=params, headers=stack.headers(token), timeout=30)
+    assert reply.status_code == 400, reply.text
+    body = reply.json()
+    assert body["error"] and body["errors"][0]["loc"] == ["query", name] and body["errors"][0]["msg"], body
 
 
 def test_a_receipt_asked_for_right_after_submit_waits_or_is_503(stack: Stack, token: str) -> None:

@@ -52,4 +52,4 @@ def test_an_async_job_may_ask_to_be_interactive_and_a_sync_one_to_wait_as_batch(
     reply = stack.solve(token, {"problem": problems.tsp(6), "solver": "heuristic"}, budget_ms=5000)
     assert stack.wait_job(token, reply.json()["job_id"])["request"]["priority"] == "batch"
     reply = stack.solve(token, {"problem": problems.tsp(6), "solver": "heuristic", "priority": "urgent"})
-    assert reply.status_code == 422 and reply.json()["errors"][0]["loc"] == ["priority"]
+    assert reply.status_code == 422 and reply.json()["errors"][0]["loc"] == ["body", "priority"]

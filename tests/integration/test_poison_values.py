@@ -34,13 +34,13 @@ REFUSED_422 = {
                                ["body", "problem", "vehicle_capacity"]),
     "seed beyond 2**53": ('{"problem": %s, "seed": -9007199254740993}' % TSP, ["body", "seed"]),
     "coordinates whose distances overflow": ('{"problem": {"kind": "tsp", "locations": '
-                                             '[[0, 0], [1e308, 0], [-1e308, 0]]}}', ["problem"]),
+                                             '[[0, 0], [1e308, 0], [-1e308, 0]]}}', ["body", "problem"]),
     "distances whose tour overflows": ('{"problem": {"kind": "tsp", "distances": '
-                                       '[[0, 1e308, 1e308], [1e308, 0, 1e308], [1e308, 1e308, 0]]}}', ["problem"]),
+                                       '[[0, 1e308, 1e308], [1e308, 0, 1e308], [1e308, 1e308, 0]]}}', ["body", "problem"]),
     "qubo whose energy overflows": ('{"problem": {"kind": "qubo", "n": 2, "terms": [[0, 0, -1e308], [1, 1, -1e308]]}}',
-                                    ["problem"]),
-    "metadata list": ('{"problem": %s, "metadata": {"k": [1, 2]}}' % TSP, ["metadata"]),
-    "metadata text of 8 MB": ('{"problem": %s, "metadata": {"k": "%s"}}' % (TSP, "x" * 100_000), ["metadata"]),
+                                    ["body", "problem"]),
+    "metadata list": ('{"problem": %s, "metadata": {"k": [1, 2]}}' % TSP, ["body", "metadata"]),
+    "metadata text of 8 MB": ('{"problem": %s, "metadata": {"k": "%s"}}' % (TSP, "x" * 100_000), ["body", "metadata"]),
 }
 
 
