@@ -257,7 +257,8 @@ def _split(url: str) -> tuple[str, str, int, str, IPAddress | None]:
 
 def _host(raw: str) -> tuple[str, IPAddress | None]:
     if "%" in raw:
-        raise UnsafeCallback("callback_url must not use an IPv6 zone id")
+        raise UnsafeCallback("callback_url must not use an IPv6 zone id" if ":" in raw else
+                             "callback_url has an invalid host name: percent-encoded characters are not allowed")
     if ":" in raw:
         try:
             return raw, ipaddress.IPv6Address(raw)

@@ -124,6 +124,15 @@ class TestSsrfMatrix:
         with pytest.raises(UnsafeCallback):
             self.guard.check(url)
 
+    @pytest.mark.parametrize("url, says", [
+        ("https://%00/", "percent-encoded"), ("https://pub%6cic.example/", "percent-encoded"),
+        ("https://%2e%2e/", "percent-encoded"), ("https://[fe80::1%25eth0]/", "zone id"),
+    ])
+    def test_percent_signs_in_a_host_are_refused_for_what_they_are(self, url: str, says: str) -> None:
+        with pytest.raises(UnsafeCallback) as caught:
+            self.guard.check(url)
+        assert says in str(caught.value)
+
     @pytest.mark.parametrize("url, addresses", [
         ("https://public.example/hook", ("93.184.216.34",)),
         ("https://PUBLIC.example.:8443/hook?x=1", ("93.184.216.34",)),
