@@ -135,6 +135,7 @@ class Settings:
     login_failure_window_s: int = 60
     login_failures_per_client: int = 10
     login_failures_per_address: int = 30
+    trusted_proxies: int = 0
     max_active_jobs_per_tenant: int = 1000
     job_ttl_s: int = 7 * 24 * 3600
     lease_grace_ms: int = 2000
@@ -238,6 +239,7 @@ class Settings:
             login_failures_per_client=_int(env, "QGATE_LOGIN_FAILURES_PER_CLIENT", cls.login_failures_per_client, 1),
             login_failures_per_address=_int(env, "QGATE_LOGIN_FAILURES_PER_ADDRESS",
                                             cls.login_failures_per_address, 1),
+            trusted_proxies=_int(env, "QGATE_TRUSTED_PROXIES", cls.trusted_proxies),
             max_active_jobs_per_tenant=_int(env, "QGATE_MAX_ACTIVE_JOBS", cls.max_active_jobs_per_tenant),
             job_ttl_s=_int(env, "QGATE_JOB_TTL_S", cls.job_ttl_s, 60),
             lease_grace_ms=_int(env, "QGATE_LEASE_GRACE_MS", cls.lease_grace_ms, 100),

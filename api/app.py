@@ -9,6 +9,7 @@ from typing import IO, Any, Callable, Iterable
 import structlog
 from flask import Flask, Request, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.utils import cached_property
 from werkzeug.wsgi import get_input_stream
 
@@ -42,6 +43,9 @@ def create_app(settings: Settings | None = None, enqueuer: Enqueuer | None = Non
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     _instrument(app)
+    if settings.trusted_proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies,  # type: ignore[method-assign]
+                                x_proto=0, x_host=0, x_port=0, x_prefix=0)
     app.wsgi_app = HygieneHeaders(app.wsgi_app)  # type: ignore[method-assign]
     return app
 

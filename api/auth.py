@@ -2,7 +2,8 @@
 
 Failed logins are throttled. Each costs a scrypt (about 50 ms of CPU), so a stream of wrong secrets
 would occupy the ingress's cores. Failures are counted in Redis, shared by every ingress process, per
-client id and per source address (``request.remote_addr``; X-Forwarded-For is not trusted), on the
+client id and per source address (``source_address``: the connection's, or with QGATE_TRUSTED_PROXIES
+the one the last trusted proxy appended to X-Forwarded-For), on the
 `limits` library's moving window (``ratelimit.logins``). Once either has its limit of failures within
 the last window, every login for that client id or from that address, even one with the right secret,
 is answered 429 with ``Retry-After`` and no scrypt until the oldest of those failures leaves the window.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import string
 from functools import wraps
 from typing import Any, Callable
@@ -66,6 +68,19 @@ def _client_credentials() -> tuple[str, str]:
     return request.form.get("client_id", ""), request.form.get("client_secret", "")
 
 
+def source_address() -> str:
+    """The caller's address for per-address limits. With QGATE_TRUSTED_PROXIES=N, werkzeug's ProxyFix
+    has already replaced ``remote_addr`` with the N-th X-Forwarded-For entry from the right (the one the
+    outermost trusted proxy appended; what a caller wrote itself sits further left). A value there that
+    is not an IP address (a proxy misconfigured, or reached directly) falls back to the connection's."""
+    address = request.remote_addr or ""
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        original = request.environ.get("werkzeug.proxy_fix.orig", {}).get("REMOTE_ADDR")
+        return original or "unknown"
+
+
 def _invalid_client() -> ApiError:
     return ApiError(401, "invalid_client", headers={"WWW-Authenticate": 'Basic realm="qgate"'})
 
@@ -98,7 +113,7 @@ def token() -> Any:
     if not client_id or len(client_id) > MAX_CLIENT_ID_CHARS or len(secret) > MAX_CLIENT_SECRET_CHARS:
         raise _invalid_client()
     svc = services()
-    address = request.remote_addr or "unknown"
+    address = source_address()
     _refuse_if_throttled(client_id, address)
     client = svc.clients.authenticate(client_id, secret)
     if client is None:

@@ -101,12 +101,13 @@ class SignInRefused(Exception):
 def sign_in(client_id: str, secret: str) -> Principal:
     """Check the client's credentials (throttled as ``POST /oauth/token`` is), demand ops:read, issue a
     token with only that scope and keep it server-side; the session gets a fresh id and CSRF token."""
-    from api.auth import MAX_CLIENT_ID_CHARS, MAX_CLIENT_SECRET_CHARS, _count_failure, _refuse_if_throttled
+    from api.auth import (MAX_CLIENT_ID_CHARS, MAX_CLIENT_SECRET_CHARS, _count_failure, _refuse_if_throttled,
+                          source_address)
 
     if not client_id or len(client_id) > MAX_CLIENT_ID_CHARS or len(secret) > MAX_CLIENT_SECRET_CHARS:
         raise SignInRefused(401, "unknown client or wrong secret")
     svc = services()
-    address = request.remote_addr or "unknown"
+    address = source_address()
     try:
         _refuse_if_throttled(client_id, address)
     except ApiError as exc:

@@ -141,3 +141,27 @@ def test_the_basic_scheme_is_case_insensitive(stack: Stack) -> None:
         reply = loopback_session().post(stack.url + "/oauth/token", data={"grant_type": "client_credentials"},
                                headers={"Authorization": f"{scheme}  {credentials}"}, timeout=30)
         assert reply.status_code == 200, reply.text
+
+
+def test_behind_trusted_proxies_the_address_is_the_one_the_last_proxy_saw(tmp_path) -> None:
+    """With QGATE_TRUSTED_PROXIES=1 every caller arrives from the proxy's address: counting that address
+    would let one attacker lock every client out, so the count goes by the address the proxy appended.
+    Entries a caller wrote into X-Forwarded-For itself sit further left and are never read."""
+    from tests.integration.stack import running_stack
+
+    with running_stack(tmp_path, QGATE_TRUSTED_PROXIES="1", QGATE_LOGIN_FAILURES_PER_ADDRESS="3") as proxied:
+        client = fresh_client(proxied)
+        proxy = loopback_session()  # every request below arrives from this one "proxy" address
+
+        def through_proxy(caller: str, secret: str, claimed: str | None = None) -> requests.Response:
+            chain = f"{claimed}, {caller}" if claimed else caller
+            return login(proxied, proxy, "qc_" + secrets.token_hex(12) if secret == "wrong" else client["client_id"],
+                         secret, **{"X-Forwarded-For": chain})
+
+        for attempt in range(3):
+            assert through_proxy("198.51.100.7", "wrong", claimed=f"203.0.113.{attempt}").status_code == 401
+        assert_throttled(through_proxy("198.51.100.7", "wrong", claimed="192.0.2.99"))
+        assert through_proxy("198.51.100.8", client["client_secret"]).status_code == 200
+        assert login(proxied, proxy, client["client_id"], client["client_secret"]).status_code == 200
+        for bogus in ("not-an-address", "", "1.2.3.4.5", "x" * 300):
+            assert through_proxy(bogus, client["client_secret"]).status_code in (200, 429)
