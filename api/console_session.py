@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from flask.sessions import SecureCookieSessionInterface
 from api.errors import ApiError
 from api.services import services
 from api.tokens import Principal, TokenError, issue_token
+from audit import secret_file
 from audit.channel import emit
 
 COOKIE = "qgate_console"
@@ -38,18 +38,7 @@ def session_key(sid: str) -> str:
 
 def load_or_create_key(path: Path) -> bytes:
     """The cookie-signing key: read, or created with owner-only permissions by the first process."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process created it first: read theirs
-        else:
-            with os.fdopen(fd, "wb") as out:
-                out.write(secrets.token_bytes(32))
-                out.flush()
-                os.fsync(out.fileno())
-    key = path.read_bytes()
+    key = secret_file.load_or_create(path, lambda: secrets.token_bytes(32))
     if len(key) < 32:
         raise RuntimeError(f"{path}: the console session key must hold at least 32 bytes")
     return key

@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from audit import secret_file
 from webhooks.signing import new_secret
 
 KEY_BYTES = 32
@@ -37,25 +36,8 @@ def webhook_secret_key(client_id: str) -> str:
 def load_or_create_key(path: Path) -> bytes:
     """The vault key at ``path`` (base64 of 32 bytes), created 0600 if missing; refused if others can read
     it. Two processes creating it at once agree: the first link wins, the other reads it."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(path.parent, 0o700)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".webhook-key-")
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, base64.b64encode(secrets.token_bytes(KEY_BYTES)) + b"\n")
-            os.fsync(fd)
-            os.close(fd)
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                pass
-        finally:
-            os.unlink(tmp)
-    mode = path.stat().st_mode & 0o777
-    if mode & 0o077:
-        raise PermissionError(f"{path} is readable by others (mode {mode:o}); chmod 600 it")
-    key = base64.b64decode(path.read_bytes().strip())
+    encoded = secret_file.load_or_create(path, lambda: base64.b64encode(secrets.token_bytes(KEY_BYTES)) + b"\n")
+    key = base64.b64decode(encoded.strip())
     if len(key) != KEY_BYTES:
         raise ValueError(f"{path} does not hold a {KEY_BYTES}-byte key in base64")
     return key
