@@ -11,6 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ratelimit.policy import PolicyError, Rate
+from routing.canary import CanaryConfig
 from routing.faults import FaultSpecError, LaneFault, parse_spec  # noqa: F401 (LaneFault re-exported)
 from solvers.registry import LANES  # noqa: F401 (one definition of the lanes, re-exported)
 
@@ -166,6 +167,10 @@ class Settings:
     breaker_consecutive: int = 5
     breaker_cooldown_s: float = 30.0
     breaker_probes: int = 2
+    canary_seconds: float = 0.0
+    canary_min_fidelity: float = 0.75
+    canary_qubits: int = 3
+    canary_shots: int = 1000
     history_days: int = 14
     console_key_file: Path | None = None
     webhook_retry_hours: float = 24.0
@@ -285,7 +290,15 @@ class Settings:
             breaker_consecutive=_int(env, "QGATE_BREAKER_CONSECUTIVE", cls.breaker_consecutive, 1),
             breaker_cooldown_s=_float(env, "QGATE_BREAKER_COOLDOWN_S", cls.breaker_cooldown_s),
             breaker_probes=_int(env, "QGATE_BREAKER_PROBES", cls.breaker_probes, 1),
+            canary_seconds=_float(env, "QGATE_CANARY_SECONDS", cls.canary_seconds),
+            canary_min_fidelity=_fraction(env, "QGATE_CANARY_MIN_FIDELITY", cls.canary_min_fidelity),
+            canary_qubits=_int(env, "QGATE_CANARY_QUBITS", cls.canary_qubits, 2),
+            canary_shots=_int(env, "QGATE_CANARY_SHOTS", cls.canary_shots, 100),
         )
+
+    def canary(self) -> CanaryConfig:
+        return CanaryConfig(period_s=max(self.canary_seconds, 0.0), min_fidelity=self.canary_min_fidelity,
+                            qubits=min(self.canary_qubits, 16), shots=self.canary_shots)
 
 
 @lru_cache(maxsize=1)

@@ -163,7 +163,18 @@ def _response_schemas() -> dict[str, dict[str, Any]]:
                            "msg": string, "type": string}}}}}
     entry_line = {"type": "object", "required": ["index", "line"],
                   "properties": {"index": {"type": "integer", "minimum": 0}, "line": string}}
+    reading = {"type": "object", "required": ["at", "backend", "qubits", "shots"], "properties": {
+        "at": {"type": "number"}, "backend": string, "qubits": integer, "shots": integer,
+        "fidelity": {"type": "number", "minimum": 0, "maximum": 1}, "job": string, "transpiled_depth": integer,
+        "duration_s": {"type": "number"}, "error": string, "seed": integer, "breaker": string}}
     return {
+        "LaneCanary": {"type": "object", "required": ["lane", "enabled", "breaker", "readings"], "properties": {
+            "lane": string, "enabled": {"type": "boolean"}, "period_s": {"type": "number"},
+            "min_fidelity": {"type": "number"}, "qubits": integer, "shots": integer,
+            "breaker": {"type": "object", "required": ["state"], "properties": {
+                "state": {"enum": ["closed", "open", "half_open"]}, "since": {"type": ["string", "null"]},
+                "reason": {"type": ["string", "null"]}}},
+            "readings": {"type": "array", "items": reading}}},
         "Error": error,
         **_job_schemas(),
         # A sync solve whose budget ran out: the job as it stands, and why it is an error.
@@ -438,6 +449,14 @@ def openapi_document() -> dict[str, Any]:
                              "responses": {"200": _ok({"type": "string"}, "Prometheus text exposition",
                                                       media_type="text/plain"),
                                            "503": _error(503, {"Retry-After": RETRY_AFTER}), **_bearer_errors()}}},
+        "/api/v1/ops/lanes/{lane}/canary": {"get": {
+            "operationId": "laneCanary", "summary": "A lane's calibration-canary readings and breaker (scope ops:read)",
+            "security": bearer,
+            "parameters": [
+                {"name": "lane", "in": "path", "required": True, "schema": {"enum": list(LANES)}},
+                {"name": "limit", "in": "query", "required": False,
+                 "schema": {"type": "string", "pattern": "^[0-9]{1,4}$"}}],
+            "responses": {"200": _ok(_ref("LaneCanary")), "400": _error(400), **_bearer_errors(404)}}},
         "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document", "security": [],
                                   "responses": {"200": _ok({"type": "object"})}}},
     }

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from api.auth import require
+from api.errors import ApiError, bad_query
 from api.openapi import openapi_document
 from api.services import services
+from jobs.model import iso
+from routing import canary
+from routing.breaker import Breaker, breaker_key
 from routing.health import lane_statuses, live_workers
+from solvers.registry import LANES
 from telemetry.metrics import RedisCollector
 
 bp = Blueprint("ops", __name__)
@@ -42,6 +47,30 @@ def metrics() -> Any:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RedisCollector(services().redis, live_workers))
     return Response(generate_latest(registry), mimetype="text/plain; version=0.0.4")
+
+
+@bp.get("/api/v1/ops/lanes/<lane>/canary")
+@require("ops:read")
+def lane_canary(lane: str) -> Any:
+    """The lane's calibration-canary readings (newest first) beside its breaker."""
+    if lane not in LANES:
+        raise ApiError(404, f"no lane {lane[:40]!r} (lanes: {', '.join(LANES)})")
+    raw = request.args.get("limit", "60")
+    if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= CANARY_READINGS_MAX):
+        raise bad_query("limit", f"limit: an integer from 1 to {CANARY_READINGS_MAX}")
+    svc = services()
+    config = svc.settings.canary()
+    breaker = Breaker.loads(svc.redis.get(breaker_key(lane)))
+    return jsonify({
+        "lane": lane, "enabled": config.enabled and lane == "qpu", "period_s": config.period_s,
+        "min_fidelity": config.min_fidelity, "qubits": config.qubits, "shots": config.shots,
+        "breaker": {"state": breaker.state, "since": iso(breaker.since) if breaker.since else None,
+                    "reason": breaker.reason or None},
+        "readings": canary.series(svc.redis, lane, int(raw)),
+    })
+
+
+CANARY_READINGS_MAX = 1440
 
 
 @bp.get("/openapi.json")

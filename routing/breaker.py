@@ -25,7 +25,7 @@ from typing import Any, Iterable, Mapping
 from audit.channel import emit
 from jobs.model import iso
 from routing.telemetry import CONCLUDED
-from telemetry.metrics import COUNTERS, SEP
+from telemetry.metrics import BREAKER_STATES, COUNTERS, SEP, set_gauge
 
 Transition = tuple[str, str, str]  # from, to, reason
 
@@ -89,6 +89,14 @@ def record(breaker: Breaker, failed: bool, now: float, config: BreakerConfig) ->
     return after, None  # open: attempts dispatched before it opened still report; they change nothing
 
 
+def trip(breaker: Breaker, now: float, reason: str) -> tuple[Breaker, Transition | None]:
+    """Open the breaker from outside the attempts (the calibration canary). Already open: the cool-down
+    starts again with the new reason, and there is no transition to publish."""
+    if breaker.state == "open":
+        return replace(breaker, since=now, reason=reason), None
+    return _to(breaker, "open", now, reason)
+
+
 def _to(breaker: Breaker, state: str, now: float, reason: str) -> tuple[Breaker, Transition]:
     return replace(breaker, state=state, since=now, probes_ok=0, reason=reason), (breaker.state, state, reason)
 
@@ -104,6 +112,7 @@ def publish(pipe: Any, lane: str, change: Transition, job_id: str | None = None)
     before, after, reason = change
     emit(pipe, "lane.breaker", lane=lane, from_state=before, to_state=after, reason=reason, trigger_job=job_id)
     pipe.hincrby(COUNTERS, SEP.join(("breaker", lane, after)), 1)
+    set_gauge(pipe, "breaker_state", (lane,), BREAKER_STATES[after])
 
 
 class Breakers:

@@ -19,7 +19,7 @@ from audit.channel import emit
 from solvers.registry import LANES
 
 FAULTS_KEY = "qgate:faults"
-KNOBS = ("fail_rate", "delay_ms", "delay_jitter")
+KNOBS = ("fail_rate", "delay_ms", "delay_jitter", "readout_flip")
 
 
 class FaultSpecError(ValueError):
@@ -32,11 +32,16 @@ class LaneFault:
 
     With ``delay_jitter`` the sleep is log-normal with median ``delay_ms`` and sigma ``delay_jitter``,
     so an emulated queue has a long tail like a real provider's rather than a constant.
+
+    ``readout_flip`` rehearses calibration drift on the emulated QPU: each measured bit of each shot is
+    flipped with that probability on top of the device's own noise model (a symmetric readout error).
+    Jobs still succeed, only worse; the calibration canary is what notices. Real providers ignore it.
     """
 
     fail_rate: float = 0.0
     delay_ms: int = 0
     delay_jitter: float = 0.0
+    readout_flip: float = 0.0
 
     def delay_s(self, rng: random.Random | None = None) -> float:
         if self.delay_ms <= 0:
@@ -55,7 +60,8 @@ class LaneFault:
     @classmethod
     def of(cls, values: Mapping[str, float]) -> "LaneFault":
         return cls(fail_rate=float(values.get("fail_rate", 0.0)), delay_ms=int(values.get("delay_ms", 0)),
-                   delay_jitter=float(values.get("delay_jitter", 0.0)))
+                   delay_jitter=float(values.get("delay_jitter", 0.0)),
+                   readout_flip=float(values.get("readout_flip", 0.0)))
 
 
 def parse_items(items: Iterable[str]) -> dict[str, dict[str, float]]:
@@ -65,13 +71,13 @@ def parse_items(items: Iterable[str]) -> dict[str, dict[str, float]]:
         key, sep, value = item.partition("=")
         lane, dot, knob = key.strip().partition(".")
         if not sep or not dot or lane not in LANES or knob not in KNOBS:
-            raise FaultSpecError(f"cannot read {item!r} (want lane.fail_rate=X, lane.delay_ms=N or "
-                                 f"lane.delay_jitter=S, lane one of {', '.join(LANES)})")
+            raise FaultSpecError(f"cannot read {item!r} (want lane.fail_rate=X, lane.delay_ms=N, "
+                                 f"lane.delay_jitter=S or lane.readout_flip=P, lane one of {', '.join(LANES)})")
         try:
             number = float(value)
         except ValueError:
             raise FaultSpecError(f"{item!r} needs a number") from None
-        if not math.isfinite(number) or number < 0 or (knob == "fail_rate" and number > 1):
+        if not math.isfinite(number) or number < 0 or (knob in ("fail_rate", "readout_flip") and number > 1):
             raise FaultSpecError(f"{item!r} is out of range")
         faults.setdefault(lane, {})[knob] = number
     return faults

@@ -88,6 +88,9 @@ class EmulatedQpu(QiskitBackendQpu):
 
     max_layouts_kept = 64
     provider_label = "Emulated"
+    # The calibration-drift drill (``qgate faults set qpu.readout_flip=P``): each measured bit of each shot
+    # flips with this probability on top of the device's noise, as a drifted readout calibration would.
+    readout_drift = 0.0
 
     def __init__(self, backend_name: str = "fake_manila", *, queue_delay_s: float = 0.0,
                  failure_rate: float = 0.0, max_depth: int = 2000, failure_seed: int | None = None,
@@ -206,7 +209,10 @@ class EmulatedQpu(QiskitBackendQpu):
         if not result.success:
             job.error, job.state = f"simulation failed on {self.backend_name}: {result.status}", "failed"
             return
-        job.counts, job.state = normalise_counts(result.get_counts(0)), "done"
+        counts = normalise_counts(result.get_counts(0))
+        if self.readout_drift > 0:
+            counts = flip_bits(counts, self.readout_drift, random.Random(job.seed))
+        job.counts, job.state = counts, "done"
 
     def result(self, handle: str) -> dict[str, int]:
         with self._lock:
@@ -230,6 +236,16 @@ class EmulatedQpu(QiskitBackendQpu):
     @cached_property
     def _calibration(self) -> dict[str, Any]:
         return super().calibration_snapshot()
+
+
+def flip_bits(counts: dict[str, int], probability: float, rng: random.Random) -> dict[str, int]:
+    """``counts`` after each bit of each shot flipped independently with ``probability``."""
+    flipped: dict[str, int] = {}
+    for bits, count in counts.items():
+        for _ in range(count):
+            shot = "".join(("1" if b == "0" else "0") if rng.random() < probability else b for b in bits)
+            flipped[shot] = flipped.get(shot, 0) + 1
+    return dict(sorted(flipped.items()))
 
 
 def _active_qubits(circuit: Any) -> tuple[int, ...]:

@@ -17,7 +17,14 @@ from telemetry import rollups
 
 
 COUNTERS = "qgate:metrics:counters"
+# Values that go up and down (breaker state, the canary's last fidelity), set in the MULTI that changes them.
+GAUGES = "qgate:metrics:gauges"
 SEP = "|"
+BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
+
+
+def set_gauge(pipe: Any, name: str, labels: Iterable[str], value: float) -> None:
+    pipe.hset(GAUGES, SEP.join((name, *labels)), value)
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -126,3 +133,16 @@ class RedisCollector(Collector):
             workers.add_metric([lane], float(len(live[lane])))
         yield depth
         yield workers
+        gauges = {
+            "breaker_state": GaugeMetricFamily(
+                "qgate_breaker_state", "Lane circuit breaker state: 0 closed, 1 half-open, 2 open", labels=["lane"]),
+            "canary_fidelity": GaugeMetricFamily(
+                "qgate_canary_fidelity", "Hellinger fidelity of the lane's last calibration canary (GHZ) against "
+                "the ideal distribution", labels=["lane"]),
+        }
+        for field, value in self.client.hgetall(GAUGES).items():
+            name, *labels = field.split(SEP)
+            family = gauges.get(name)
+            if family is not None and len(labels) == len(family._labelnames):
+                family.add_metric(labels, float(value))
+        yield from gauges.values()

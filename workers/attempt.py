@@ -13,7 +13,7 @@ import structlog
 
 from workers.connections import get_redis
 from jobs.store import JobStore
-from routing.faults import FaultBoard
+from routing.faults import FaultBoard, LaneFault
 from routing.predict import PredictConfig
 from routing.signals import LaneSignals
 from orchestrator.service import InjectedFault, JobService, ServiceConfig
@@ -65,13 +65,23 @@ class WorkerRuntime:
 
     def before_solve(self, lane: str) -> None:
         """The fault drills (``qgate faults``, else QGATE_FAULTS), read per attempt: sleep, or fail this
-        share of attempts."""
-        fault = fault_board().fault(lane)
+        share of attempts; on the emulated QPU, drift its readout."""
+        fault = apply_drills(lane)
         delay_s = fault.delay_s()
         if delay_s:
             time.sleep(delay_s)
         if fault.fails():
             raise InjectedFault(f"injected fault: {lane}.fail_rate={fault.fail_rate}")
+
+
+def apply_drills(lane: str) -> LaneFault:
+    """The lane's drill now; its readout drift goes to every adapter of the lane that can emulate one."""
+    fault = fault_board().fault(lane)
+    for solver in solvers_for(lane):
+        adapter = getattr(solver, "adapter", None)
+        if hasattr(adapter, "readout_drift"):
+            adapter.readout_drift = fault.readout_flip
+    return fault
 
 
 @lru_cache(maxsize=1)

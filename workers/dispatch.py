@@ -31,6 +31,10 @@ def task_name(lane: str) -> str:
     return f"qgate.solve.{lane}"
 
 
+def canary_task_name(lane: str) -> str:
+    return f"qgate.canary.{lane}"
+
+
 def queue_of(job: Job) -> str | None:
     """The queue of the job's current attempt: its lane's interactive queue for an interactive job."""
     current = job.current

@@ -5,11 +5,13 @@ from typing import Any
 
 from celery import signals
 
+from orchestrator.canary import canary_round
 from settings import get_settings
 from solvers.provider_tls import request_reload
 from workers.app import app
-from workers.attempt import run_attempt
-from workers.dispatch import task_name
+from workers.attempt import apply_drills, log, run_attempt, solvers_for
+from workers.connections import get_redis
+from workers.dispatch import canary_task_name, task_name
 
 LANE = "qpu"
 
@@ -17,6 +19,13 @@ LANE = "qpu"
 @app.task(name=task_name(LANE), bind=True)
 def solve(self, job_id: str, attempt: int) -> str:  # type: ignore[no-untyped-def]
     return run_attempt(LANE, job_id, attempt, self.request.hostname or "unknown")
+
+
+@app.task(name=canary_task_name(LANE), ignore_result=True)
+def canary() -> dict[str, Any]:
+    """One calibration-canary round on this worker's device (sent by the watchdog once per period)."""
+    apply_drills(LANE)
+    return canary_round(solvers_for(LANE)[0], get_redis(), LANE, get_settings().canary(), log)
 
 
 @signals.worker_process_init.connect

@@ -290,7 +290,8 @@ class Stack:
     def forget_lane_figures(self) -> None:
         """No fault drills, no lane telemetry, closed breakers: what the planner learnt is forgotten."""
         redis = self.redis()
-        keys = [*redis.scan_iter("qgate:lane:*:tel:*"), *redis.scan_iter("qgate:lane:*:breaker*"), "qgate:faults"]
+        keys = [*redis.scan_iter("qgate:lane:*:tel:*"), *redis.scan_iter("qgate:lane:*:breaker*"), "qgate:faults",
+                "qgate:metrics:gauges"]
         redis.delete(*keys)
 
     # chaos drills: faults a supervisor would see, and the restarts it would do --------------------

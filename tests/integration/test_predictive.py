@@ -61,7 +61,8 @@ def _elapsed_ms(job: dict[str, Any]) -> float:
 
 def test_faults_cli_changes_drills_at_runtime_and_audits_who(own_stack: Stack) -> None:
     shown = _faults(own_stack, "set", "qpu.delay_ms=8000", "qpu.fail_rate=0.3", "qpu.delay_jitter=0.5")
-    assert shown["qpu"] == {"source": "runtime", "fail_rate": 0.3, "delay_ms": 8000, "delay_jitter": 0.5}
+    assert shown["qpu"] == {"source": "runtime", "fail_rate": 0.3, "delay_ms": 8000, "delay_jitter": 0.5,
+                            "readout_flip": 0.0}
     assert _faults(own_stack, "show")["sim"]["source"] == "default"
     assert _faults(own_stack, "clear", "qpu")["qpu"]["delay_ms"] == 0
     bad = own_stack.cli("faults", "set", "qpu.delay=1")
