@@ -159,6 +159,7 @@ class Settings:
     predictive: bool = True
     predict_quantile: float = 0.9
     predict_min_samples: int = 3
+    tenant_queue_share: float = 0.5
     telemetry_alpha: float = 0.2
     telemetry_stale_s: float = 60.0
     breakers: bool = True
@@ -282,6 +283,7 @@ class Settings:
             predictive=_switch(env, "QGATE_PREDICTIVE", cls.predictive),
             predict_quantile=_fraction(env, "QGATE_PREDICT_QUANTILE", cls.predict_quantile),
             predict_min_samples=_int(env, "QGATE_PREDICT_MIN_SAMPLES", cls.predict_min_samples, 1),
+            tenant_queue_share=_fraction(env, "QGATE_TENANT_QUEUE_SHARE", cls.tenant_queue_share),
             telemetry_alpha=_fraction(env, "QGATE_TELEMETRY_ALPHA", cls.telemetry_alpha),
             telemetry_stale_s=_float(env, "QGATE_TELEMETRY_STALE_S", cls.telemetry_stale_s),
             breakers=_switch(env, "QGATE_BREAKERS", cls.breakers),

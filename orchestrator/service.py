@@ -21,7 +21,7 @@ import redis
 from jobs import model
 from jobs.model import Job
 from jobs.store import JobStore
-from routing import fallback
+from routing import fallback, waiting
 from routing.estimates import job_cost_estimate, lane_costs
 from routing.plan import LaneStatus, PlanStep, plan_lanes
 from routing.predict import Outlook, drain_s
@@ -114,6 +114,7 @@ class ServiceConfig:
     qpu_price_per_task_usd: float = 0.0
     qpu_price_per_shot_usd: float = 0.0
     sync_threshold_ms: int = 1000  # budgets up to this are answered synchronously (no webhook), interactive
+    tenant_queue_share: float = 0.5  # a busy lane whose waiting jobs are at least this much the tenant's: 429
 
     @classmethod
     def of(cls, values: Any) -> "ServiceConfig":
@@ -134,6 +135,11 @@ class Refused(Exception):
 
 class QuotaExceeded(Refused):
     """Too many unfinished jobs for the tenant."""
+
+
+class TenantShareFull(QuotaExceeded):
+    """Every lane the job could use is predicted too busy, and on each the tenant's own jobs are at least
+    its share of those waiting: the queue it would wait behind is mostly its own (429, not 503)."""
 
 
 class NoLaneCanSolve(Refused):
@@ -268,7 +274,7 @@ class JobService:
         outlooks = self._outlooks(job) if self.signals is not None else None
         job, dispatched = fallback.start(job, self.config.lease_grace_ms, outlooks=outlooks)
         if fallback.passed_over_only(job):
-            raise _busy(job, outlooks or {})
+            raise self._busy(job, outlooks or {})
         publish = self._publisher(job)
         limit = self.config.max_active_jobs_per_tenant
         if not self.store.create(job, problem.model_dump(mode="json", exclude_none=True), events + dispatched,
@@ -277,6 +283,11 @@ class JobService:
         if publish is None:
             self._enqueue(job)
         return job
+
+    def _busy(self, job: Job, outlooks: Mapping[str, Outlook]) -> LanesPredictedBusy | TenantShareFull:
+        queued = [a.lane for a in job.attempts if a.reason.startswith("predicted:")]
+        shares = waiting.tenant_shares(self.store.redis, queued, job.tenant) if queued else {}
+        return _busy_refusal(job, outlooks, shares, self.config.tenant_queue_share)
 
     def _outlooks(self, job: Job | None) -> dict[str, Outlook]:
         """Fresh figures of the lanes the job may still try (not the one in flight, none already tried)."""
@@ -482,10 +493,20 @@ def _require_runnable(plan: list[PlanStep]) -> None:
     raise NoLaneCanSolve("no lane can solve this problem", reasons=reasons)
 
 
-def _busy(job: Job, outlooks: Mapping[str, Outlook]) -> LanesPredictedBusy:
+def _busy_refusal(job: Job, outlooks: Mapping[str, Outlook], shares: Mapping[str, tuple[int, int]],
+                  share: float) -> LanesPredictedBusy | TenantShareFull:
+    """503 when other tenants' work fills the lanes; 429 when, on every lane passed over for its queue,
+    the tenant's own waiting jobs are at least ``share`` of those waiting (a lane whose breaker is open
+    says nothing about anyone's share and does not count either way)."""
     reasons = [{"loc": ["plan", a.lane], "msg": a.reason} for a in job.attempts]
     looks = [outlooks[a.lane] for a in job.attempts if a.lane in outlooks]
     retry = min(max(math.ceil(drain_s(looks)), 1), 300)
+    own = {lane: counts for lane, counts in shares.items() if counts[1] > 0}
+    if own and all(mine >= share * total for mine, total in own.values()):
+        said = "; ".join(f"{mine} of the {total} jobs waiting on the {lane} lane are yours"
+                         for lane, (mine, total) in own.items())
+        return TenantShareFull(f"quota: your own queued jobs fill the lanes this job needs ({said}); "
+                               f"retry when they have run", reasons=reasons, retry_after_s=retry)
     return LanesPredictedBusy("no lane can finish this job within its budget now", reasons=reasons,
                               retry_after_s=retry)
 

@@ -163,3 +163,21 @@ def test_admission_refuses_what_no_lane_can_finish_and_says_when_to_retry(own_st
     assert body["errors"][0]["msg"].startswith("predicted: heuristic queue wait p90 ")
     assert 1 <= int(reply.headers["Retry-After"]) <= 300
     assert own_stack.solve(own_token, tsp, 15_000).status_code == 202  # a budget it can meet is accepted
+
+
+def test_a_lane_queue_full_of_the_tenants_own_jobs_is_429_for_it_and_503_for_others(
+        own_stack: Stack, own_token: str) -> None:
+    other = own_stack.token(own_stack.create_client("globex", SCOPES))
+    _faults(own_stack, "set", "heuristic.delay_ms=2500")
+    tsp = {"problem": problems.tsp(6), "solver": "heuristic"}
+    for _ in range(3):  # the lane's figures: 2.5 s per answer
+        assert own_stack.wait_job(own_token, _async(own_stack, own_token, tsp, 10_000), 60)["status"] == "succeeded"
+    backlog = [_async(own_stack, own_token, tsp, 60_000) for _ in range(6)]  # acme's own queue
+    mine = own_stack.solve(own_token, tsp, 4000)
+    assert mine.status_code == 429, mine.text
+    assert mine.json()["error"].startswith("quota: your own queued jobs fill the lanes this job needs")
+    assert 1 <= int(mine.headers["Retry-After"]) <= 300
+    theirs = own_stack.solve(other, tsp, 4000)
+    assert theirs.status_code == 503 and theirs.json()["errors"][0]["loc"] == ["plan", "heuristic"], theirs.text
+    for job_id in backlog:
+        requests.delete(f"{own_stack.url}/api/v1/jobs/{job_id}", headers=own_stack.headers(own_token), timeout=10)

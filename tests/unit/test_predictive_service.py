@@ -9,7 +9,7 @@ import fakeredis
 import pytest
 
 from jobs.store import JobStore
-from orchestrator.service import JobService, LanesPredictedBusy, ServiceConfig, Submission
+from orchestrator.service import JobService, LanesPredictedBusy, ServiceConfig, Submission, TenantShareFull
 from routing.breaker import Breaker, breaker_key
 from routing.predict import PredictConfig
 from routing.signals import LaneSignals
@@ -127,3 +127,39 @@ def test_stale_figures_let_one_job_at_a_time_through_to_refresh_them() -> None:
     assert again.need_s is None  # the same job, planning again (a retried transaction), keeps its probe
     other = service.signals.outlooks(["qpu"], "circuit:4", "job-b", now=1101.0)["qpu"]
     assert other.need_s is not None  # the probe is taken: the others still plan on the old figures
+
+
+def _submit_as(service: JobService, tenant: str, budget_ms: int):
+    submission = Submission(parse_problem(TSP), budget_ms, {"solver": "heuristic", "seed": 1})
+    return service.submit(Caller(tenant=tenant), submission)[0]
+
+
+@pytest.mark.parametrize("mine, others, refused_with", [
+    (3, 0, TenantShareFull), (2, 2, TenantShareFull), (1, 3, LanesPredictedBusy), (0, 4, LanesPredictedBusy),
+])
+def test_a_queue_full_of_the_tenants_own_jobs_is_429_and_anyone_elses_503(mine: int, others: int,
+                                                                         refused_with: type) -> None:
+    """Jobs waiting on the heuristic lane (accepted with long budgets), then the lane's figures turn slow:
+    a short-budget job is refused, and whose jobs fill the queue decides how (share 0.5)."""
+    service = _service()
+    for _ in range(mine):
+        _submit_as(service, "acme", 60_000)
+    for _ in range(others):
+        _submit_as(service, "globex", 60_000)
+    _slow(service, "heuristic", 0.5, cls="tsp:4", wait_s=12.0)
+    with pytest.raises(LanesPredictedBusy if refused_with is LanesPredictedBusy else TenantShareFull) as refused:
+        _submit_as(service, "acme", 3000)
+    assert type(refused.value) is refused_with
+    assert refused.value.retry_after_s and refused.value.reasons[0]["loc"] == ["plan", "heuristic"]
+    if refused_with is TenantShareFull:
+        assert refused.value.message.startswith("quota: your own queued jobs fill the lanes this job needs")
+        assert f"{mine} of the {mine + others} jobs waiting on the heuristic lane are yours" in refused.value.message
+
+
+def test_the_tenant_waiting_sets_follow_the_jobs() -> None:
+    service = _service()
+    redis = service.store.redis
+    job = _submit_as(service, "acme", 60_000)
+    assert redis.zrange("qgate:lane:heuristic:waiting:t:acme", 0, -1) == [job.job_id]
+    service.cancel("acme", job.job_id)
+    assert redis.zcard("qgate:lane:heuristic:waiting:t:acme") == 0 and redis.zcard("qgate:lane:heuristic:waiting") == 0
