@@ -404,6 +404,14 @@ class JobAudit(BaseModel):
     receipt_url: str
 
 
+class ProviderQueueFigure(BaseModel):
+    """The provider's own figure for its queue, as the lane's workers last published it."""
+
+    source: str
+    pending_jobs: Annotated[int, _schema(minimum=0)] | None = None
+    wait_s: Annotated[float, _schema(minimum=0)] | None = None
+
+
 class JobQueue(BaseModel):
     """Where a waiting job stands: its place in its lane's queue and when it should start and finish."""
 
@@ -413,6 +421,7 @@ class JobQueue(BaseModel):
     predicted_start_at: Annotated[str, _schema(format="date-time")]
     predicted_finish_at: Annotated[str, _schema(format="date-time")]
     basis: str
+    provider: ProviderQueueFigure | None = None  # where the lane's provider reports its own queue
 
 
 class JobDecision(BaseModel):

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Sequence
 
+from routing import provider_queue
 from routing.budget import RETURN_MARGIN_MS, attempt_time_limit_ms
 from routing.telemetry import Stats
 
@@ -79,13 +80,17 @@ class Outlook:
 
 
 def outlook(lane: str, stats: Stats, lane_stats: Stats, ahead: int, workers: int, now: float,
-            config: PredictConfig, *, fresh: bool = True, blocked: str | None = None) -> Outlook:
+            config: PredictConfig, *, fresh: bool = True, blocked: str | None = None,
+            provider: dict[str, Any] | None = None) -> Outlook:
     """The lane's outlook for one problem class (``stats``) given the lane's queue right now.
 
     The queue wait is the larger of what this class waited at the quantile and the time the jobs ahead
     need to drain (``ahead`` × the lane's mean run time / its live workers): a queue that grows faster
-    than samples arrive is seen at once. ``fresh`` False (figures too old, and this caller probes the
-    lane for new ones) and too few samples both mean no prediction.
+    than samples arrive is seen at once. An attempt's run time includes its wait in the provider's own
+    queue (the worker polls the provider meanwhile), so where the lane's workers publish the provider's
+    figure (``routing.provider_queue``) the run time is at least the wait it implies now: a queue that
+    grew at the provider is seen before slow samples arrive. ``fresh`` False (figures too old, and this
+    caller probes the lane for new ones) and too few samples both mean no prediction.
     """
     base = Outlook(lane, stats.samples, ahead=ahead, workers=max(workers, 1), quantile=config.label,
                    blocked=blocked)
@@ -95,10 +100,14 @@ def outlook(lane: str, stats: Stats, lane_stats: Stats, ahead: int, workers: int
     if not fresh:
         age = now - (stats.updated_at or now)
         return _replace(base, basis=f"probe: figures {age:.0f} s old, this job refreshes them")
-    drain = ahead * (lane_stats.run_ema_s or stats.run_ema_s or 0.0) / max(workers, 1)
+    mean = lane_stats.run_ema_s or stats.run_ema_s or 0.0
+    drain = ahead * mean / max(workers, 1)
     wait = max(stats.wait_q(config.predict_quantile) or 0.0, drain)
-    return _replace(base, wait_s=wait, run_s=run,
-                    basis=f"telemetry: {stats.samples} samples, {config.label} of queue wait and run time")
+    basis = f"telemetry: {stats.samples} samples, {config.label} of queue wait and run time"
+    if provider is not None:
+        run = max(run, provider_queue.wait_s(provider, mean) or 0.0)
+        basis += "; " + provider_queue.describe(provider)
+    return _replace(base, wait_s=wait, run_s=run, basis=basis)
 
 
 def share_ms(remaining_ms: float, lane: Outlook | None, successors: Sequence[Outlook | None]) -> tuple[int, str | None]:

@@ -14,9 +14,11 @@ import time
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from jobs.model import iso
+from routing import provider_queue
 from routing.breaker import Breaker, BreakerConfig, Breakers, blocked_reason, breaker_key
 from routing.estimates import cold_start_run_s
 from routing.health import alive_key
+from routing.provider_queue import provider_queue_key
 from routing.predict import Outlook, PredictConfig, outlook
 from routing.telemetry import LaneTelemetry, Stats, TelemetryConfig, telemetry_key
 from routing.waiting import WaitingLanes, waiting_key
@@ -49,11 +51,12 @@ class LaneSignals:
             pipe.llen(lane)
             pipe.zcount(alive_key(lane), now, "+inf")
             pipe.get(breaker_key(lane))
+            pipe.get(provider_queue_key(lane))
         replies = pipe.execute()
         looks: dict[str, Outlook] = {}
         admitted = False  # a lane before this one may be used: later lanes claim no probe yet
         for i, lane in enumerate(lanes):
-            raw, lane_raw, depth, workers, breaker_raw = replies[i * 5:(i + 1) * 5]
+            raw, lane_raw, depth, workers, breaker_raw, provider_raw = replies[i * 6:(i + 1) * 6]
             stats = Stats.of(raw) if problem_class else Stats()
             blocked = None
             if self.config.breakers:
@@ -61,7 +64,7 @@ class LaneSignals:
             admitted = admitted or blocked is None
             fresh = not (stats.samples and self._stale(stats, now) and self._claim_refresh(lane, problem_class, job_id))
             looks[lane] = outlook(lane, stats, Stats.of(lane_raw), int(depth), int(workers), now, self.config,
-                                  fresh=fresh, blocked=blocked)
+                                  fresh=fresh, blocked=blocked, provider=provider_queue.loads(provider_raw))
         return looks
 
     def queue(self, lane: str, problem_class: str | None, job_id: str,
@@ -75,7 +78,8 @@ class LaneSignals:
         pipe.zrank(waiting_key(lane), job_id)
         pipe.zcount(alive_key(lane), now, "+inf")
         LaneTelemetry.read(pipe, lane, problem_class)
-        rank, workers, raw, lane_raw = pipe.execute()
+        pipe.get(provider_queue_key(lane))
+        rank, workers, raw, lane_raw, provider_raw = pipe.execute()
         if rank is None:
             return None
         stats, lane_stats = Stats.of(raw) if problem_class else Stats(), Stats.of(lane_raw)
@@ -89,8 +93,15 @@ class LaneSignals:
             basis = (f"{lane} queue: {rank} ahead × {mean:.2f} s mean run / {workers} worker(s); "
                      f"run {self.config.label} of {stats.samples} samples")
         start = now + rank * mean / workers
-        return {"lane": lane, "position": int(rank) + 1, "ahead": int(rank), "predicted_start_at": iso(start),
-                "predicted_finish_at": iso(start + run), "basis": basis}
+        figure = provider_queue.loads(provider_raw)
+        if figure is not None:  # the provider's queue is waited out inside the attempt: part of its run
+            basis += "; " + provider_queue.describe(figure)
+            run = max(run, provider_queue.wait_s(figure, mean) or 0.0)
+        out = {"lane": lane, "position": int(rank) + 1, "ahead": int(rank), "predicted_start_at": iso(start),
+               "predicted_finish_at": iso(start + run), "basis": basis}
+        if figure is not None:
+            out["provider"] = figure
+        return out
 
     def _admit(self, lane: str, breaker: Breaker, job_id: str, now: float, claim: bool) -> str | None:
         """The breaker's verdict. Only the first usable lane claims a half-open probe: a successor's probe

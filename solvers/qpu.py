@@ -29,6 +29,7 @@ from solvers.qpu_base import (
     PRICES,
     TERMINAL_STATES,
     Price,
+    ProviderQueue,
     QiskitBackendQpu,
     QpuAdapter,
     QpuError,
@@ -228,6 +229,11 @@ class EmulatedQpu(QiskitBackendQpu):
             job = self._known(handle)
             if job.state == "queued":
                 job.state = "cancelled"
+
+    def queue_info(self) -> ProviderQueue:
+        """The configured queue: every job waits ``queue_delay_s`` at the emulated provider."""
+        return ProviderQueue(source=f"emulated {self.backend_name}: configured queue delay",
+                             wait_s=self.queue_delay_s)
 
     def calibration_snapshot(self) -> dict[str, Any]:
         """The stamped snapshot, built once: a fake device's calibration does not change."""

@@ -39,6 +39,19 @@ TERMINAL_STATES = frozenset({"done", "failed", "cancelled"})
 REDACTED = "***"
 
 
+@dataclass(frozen=True)
+class ProviderQueue:
+    """What a provider says of its queue: jobs waiting ahead of a new one, and/or the wait it expects."""
+
+    source: str
+    pending_jobs: int | None = None
+    wait_s: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in (("source", self.source), ("pending_jobs", self.pending_jobs),
+                                  ("wait_s", self.wait_s)) if v is not None}
+
+
 class QpuError(Exception):
     """The provider failed a job, cancelled it, or does not know it."""
 
@@ -318,6 +331,11 @@ class QpuAdapter(ABC):
             cancel()
 
     # ------------------------------------------------------------------ device facts
+
+    def queue_info(self) -> ProviderQueue | None:
+        """The provider's own figure for its queue (None: it gives none). Called by the worker's heartbeat
+        thread, outside any attempt; a provider error propagates and the beat skips the figure."""
+        return None
 
     @abstractmethod
     def device_limits(self) -> tuple[int | None, int | None]:

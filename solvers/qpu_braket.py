@@ -27,6 +27,7 @@ from typing import Any
 from solvers.capability import package_version
 from solvers.qpu_base import (
     Price,
+    ProviderQueue,
     QpuAdapter,
     QpuError,
     env_secrets,
@@ -186,6 +187,22 @@ class BraketQpu(QpuAdapter):
     def cancel(self, handle: str) -> None:
         task, _, _ = self._known(handle)
         self._cancel_unfinished(handle, task.cancel, "task")
+
+    def queue_info(self) -> ProviderQueue | None:
+        """``AwsDevice.queue_depth().quantum_tasks``: the device's normal-priority task queue (hybrid jobs'
+        priority tasks jump it, so they are not counted as ahead of ours). Local simulators have none."""
+        queue_depth = getattr(self.device, "queue_depth", None)
+        if queue_depth is None:
+            return None
+        with self.provider_errors(f"queue depth of {self.name} unavailable"):
+            tasks = getattr(queue_depth(), "quantum_tasks", None) or {}
+        normal = next((value for key, value in tasks.items() if str(getattr(key, "value", key)).lower() == "normal"),
+                      None)
+        try:
+            pending = int(str(normal).lstrip(">"))
+        except ValueError:
+            return None
+        return ProviderQueue(source=f"Braket {self.name}: queue_depth", pending_jobs=pending)
 
     def device_limits(self) -> tuple[int | None, int | None]:
         properties = self.device.properties

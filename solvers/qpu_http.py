@@ -32,7 +32,7 @@ from urllib.parse import quote, urlsplit
 from solvers.aer import normalise_counts
 from solvers.problems import canonical_json
 from solvers.provider_tls import ReloadingClientTls, TlsFiles, closed_after_handshake, tls_failure
-from solvers.qpu_base import Price, QpuAdapter, QpuError, lane_state, lane_states
+from solvers.qpu_base import Price, ProviderQueue, QpuAdapter, QpuError, lane_state, lane_states
 
 HTTP_PRICE = Price(0.0, 0.0, "configure per contract")
 DEFAULT_TIMEOUT_S = 10.0
@@ -216,6 +216,18 @@ class HttpQpu(QpuAdapter):
         with self._info_lock:
             self._info = (time.monotonic(), info)
         return info
+
+    def queue_info(self) -> ProviderQueue | None:
+        """The backend description's optional ``pending_jobs`` and ``estimated_wait_s`` (cached with it)."""
+        info = self.backend_info()
+        pending, wait = info.get("pending_jobs"), info.get("estimated_wait_s")
+        pending = pending if isinstance(pending, int) and not isinstance(pending, bool) and pending >= 0 else None
+        wait = float(wait) if isinstance(wait, (int, float)) and not isinstance(wait, bool) and 0 <= wait < 1e7 \
+            else None
+        if pending is None and wait is None:
+            return None
+        return ProviderQueue(source=f"{self.provider_label} {self.backend_name}: backend description",
+                             pending_jobs=pending, wait_s=wait)
 
     def transpile_target(self) -> dict[str, Any]:
         from qiskit.transpiler import CouplingMap, Target

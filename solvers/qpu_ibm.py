@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from solvers.aer import normalise_counts, simulator_seed
-from solvers.qpu_base import Price, QiskitBackendQpu, QpuError, lane_state, lane_states, redact_secrets
+from solvers.qpu_base import Price, ProviderQueue, QiskitBackendQpu, QpuError, lane_state, lane_states, redact_secrets
 
 # qiskit-ibm-runtime 0.51's default channel (``accounts.management._DEFAULT_CHANNEL_TYPE``).
 DEFAULT_CHANNEL = "ibm_quantum_platform"
@@ -167,6 +167,17 @@ class IbmQuantumQpu(QiskitBackendQpu):
 
     def cancel(self, handle: str) -> None:
         self._cancel_unfinished(handle, partial(_cancel_job, self._job(handle)))
+
+    def queue_info(self) -> ProviderQueue | None:
+        """``BackendV2.status().pending_jobs`` (IBM's queue length for the device); local mode has none."""
+        status = getattr(self.backend, "status", None)
+        if status is None:
+            return None
+        with self.provider_errors(f"status of {self.backend_name} unavailable"):
+            pending = getattr(status(), "pending_jobs", None)
+        if not isinstance(pending, int):
+            return None
+        return ProviderQueue(source=f"IBM {self.backend_name}: pending_jobs", pending_jobs=pending)
 
     def run_provenance(self) -> dict[str, Any]:
         """How reproducible this adapter's counts are: seeded in local mode, physical on a device."""

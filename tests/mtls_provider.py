@@ -30,6 +30,8 @@ DESCRIPTION = {
     "basis_gates": ["cx", "rz", "sx", "x", "measure"],
     "coupling_map": [[0, 1], [1, 0], [1, 2], [2, 1], [2, 3], [3, 2], [3, 4], [4, 3]],
     "calibration": {"updated_at": "2026-01-01T00:00:00Z", "readout_error": [0.01, 0.02, 0.01, 0.02, 0.01]},
+    "pending_jobs": 7,
+    "estimated_wait_s": 42.5,
 }
 
 

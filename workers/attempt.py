@@ -84,6 +84,20 @@ def apply_drills(lane: str) -> LaneFault:
     return fault
 
 
+def provider_queue_figure(lane: str) -> dict[str, Any] | None:
+    """The lane's provider queue figure (``queue_info()`` of its adapter) with a drill's delay added."""
+    adapter = getattr(solvers_for(lane)[0], "adapter", None)
+    info = adapter.queue_info() if adapter is not None else None
+    delay_s = fault_board().fault(lane).delay_ms / 1000
+    if info is None and not delay_s:
+        return None
+    figure = info.as_dict() if info is not None else {"source": "drill"}
+    if delay_s:
+        figure["wait_s"] = round(float(figure.get("wait_s") or 0.0) + delay_s, 3)
+        figure["source"] += f" + drill delay {delay_s:g} s"
+    return figure
+
+
 @lru_cache(maxsize=1)
 def fault_board() -> FaultBoard:
     return FaultBoard(get_redis(), get_settings().faults)

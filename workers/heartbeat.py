@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 from celery import signals
 
+from routing import provider_queue
 from routing.health import beat, leave
 from workers.connections import get_redis
 from settings import LANES, get_settings
@@ -74,6 +75,8 @@ def _start_beating(sender: Any, **_: Any) -> None:
                 if ok:
                     for lane in lanes:
                         beat(get_redis(), lane, hostname, limits[lane], interval)
+                    if "qpu" in lanes:
+                        _publish_provider_queue(interval)
                 else:
                     log.warning("heartbeat_withheld", reason=why)
             except Exception as exc:  # Redis away for a moment: try again on the next beat
@@ -82,6 +85,20 @@ def _start_beating(sender: Any, **_: Any) -> None:
 
     threading.Thread(target=loop, name="qgate-heartbeat", daemon=True).start()
     log.info("worker_ready", lanes=lanes, worker=hostname)
+
+
+def _publish_provider_queue(interval_s: float) -> None:
+    """The qpu adapter's own queue figure, plus the delay of a runtime drill (it is queue the gateway
+    emulates). A provider that cannot say now is skipped: the last figure expires in three beats."""
+    from workers.attempt import provider_queue_figure
+
+    try:
+        figure = provider_queue_figure("qpu")
+    except Exception as exc:  # QpuError, a network timeout: no figure this beat
+        log.warning("provider_queue_unavailable", error=f"{type(exc).__name__}: {exc}"[:300])
+        return
+    if figure is not None:
+        provider_queue.publish(get_redis(), "qpu", figure, 3 * interval_s)
 
 
 @signals.worker_shutdown.connect

@@ -82,6 +82,7 @@ def test_a_waiting_job_sees_its_queue_position_fall(own_stack: Stack, own_token:
     jobs = [_async(own_stack, own_token, body, 30_000) for _ in range(4)]
     last = jobs[-1]
     seen: list[tuple[int, int]] = []
+    providers: list[dict[str, Any]] = []
 
     def started() -> bool:
         view = own_stack.job(own_token, last).json()
@@ -89,6 +90,9 @@ def test_a_waiting_job_sees_its_queue_position_fall(own_stack: Stack, own_token:
             queue = view["queue"]
             assert queue["lane"] == "qpu" and queue["predicted_finish_at"] > queue["predicted_start_at"]
             seen.append((queue["position"], queue["ahead"]))
+            if "provider" in queue:
+                assert "; provider (emulated fake_manila: configured queue delay" in queue["basis"], queue
+                providers.append(queue["provider"])
         return view["status"] != "queued"
 
     wait_for(started, 40, "the last job to start", interval=0.2)
@@ -96,6 +100,7 @@ def test_a_waiting_job_sees_its_queue_position_fall(own_stack: Stack, own_token:
     assert positions == sorted(positions, reverse=True), positions  # never moves back
     assert positions[0] >= 3 and positions[-1] == 1, positions  # 3 or 4 when first seen, 1 before it starts
     assert all(ahead == position - 1 for position, ahead in seen)
+    assert any(p["wait_s"] == 1.5 and p["source"].endswith(" + drill delay 1.5 s") for p in providers), providers
     for job_id in jobs:
         assert own_stack.wait_job(own_token, job_id, 60)["status"] == "succeeded"
     assert "decision" in own_stack.job(own_token, last).json()

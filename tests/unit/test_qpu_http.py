@@ -97,6 +97,14 @@ def test_a_job_runs_end_to_end_over_mutual_tls(server_cert: trustme.LeafCert, ca
     assert qpu.limits() == LaneLimits(max_qubits=5, max_depth=2000, max_shots=100_000)
 
 
+def test_the_providers_queue_figure_comes_from_its_backend_description(server_cert: trustme.LeafCert,
+                                                                       ca: trustme.CA, files: TlsFiles) -> None:
+    with ProviderStub(server_cert, ca) as stub:
+        info = adapter(stub, files).queue_info()
+    assert info is not None and (info.pending_jobs, info.wait_s) == (7, 42.5)
+    assert info.source == f"mTLS provider {BACKEND}: backend description"
+
+
 def test_a_job_the_provider_fails_is_a_qpu_error_with_its_reason(server_cert: trustme.LeafCert, ca: trustme.CA,
                                                                   files: TlsFiles) -> None:
     with ProviderStub(server_cert, ca, fail_jobs=True) as stub:
