@@ -25,7 +25,8 @@ def solve(self, job_id: str, attempt: int) -> str:  # type: ignore[no-untyped-de
 def canary() -> dict[str, Any]:
     """One calibration-canary round on this worker's device (sent by the watchdog once per period)."""
     apply_drills(LANE)
-    return canary_round(solvers_for(LANE)[0], get_redis(), LANE, get_settings().canary(), log)
+    circuits = next(solver for solver in solvers_for(LANE) if "circuit" in solver.kinds)
+    return canary_round(circuits, get_redis(), LANE, get_settings().canary(), log)
 
 
 @signals.worker_process_init.connect
