@@ -98,7 +98,9 @@ def test_a_waiting_job_sees_its_queue_position_fall(own_stack: Stack, own_token:
     wait_for(started, 40, "the last job to start", interval=0.2)
     positions = [p for p, _ in seen]
     assert positions == sorted(positions, reverse=True), positions  # never moves back
-    assert positions[0] >= 3 and positions[-1] == 1, positions  # 3 or 4 when first seen, 1 before it starts
+    # 4 (or 3) when first seen, 1 before it starts; on a loaded machine the first job may have started
+    # before the last was submitted, so 2 is the least that still shows the position falling.
+    assert positions[0] >= 2 and positions[-1] == 1, positions
     assert all(ahead == position - 1 for position, ahead in seen)
     assert any(p["wait_s"] == 1.5 and p["source"].endswith(" + drill delay 1.5 s") for p in providers), providers
     for job_id in jobs:
