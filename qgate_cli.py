@@ -132,6 +132,27 @@ def _faults(args: argparse.Namespace) -> int:
     return 0
 
 
+def _policy_check(args: argparse.Namespace) -> int:
+    """Compile the policy with its data, make one decision, and run the Rego tests (test_ rules) of the
+    policy file and of ``*_test.rego`` beside it; exit 0 only when all of that worked."""
+    from pathlib import Path
+
+    from policy.engine import PolicyBundle, PolicyError, run_tests
+
+    policy, data = Path(args.file), Path(args.data)
+    try:
+        bundle = PolicyBundle.load(policy, data)
+        folder = policy if policy.is_dir() else policy.parent
+        tests = [] if policy.is_dir() else sorted(p for p in folder.glob("*_test.rego") if p != policy)
+        results = run_tests(policy, data, tests)
+    except PolicyError as exc:
+        print(json.dumps({"valid": False, "error": str(exc)}))
+        return 1
+    failed = [name for name, passed in results if not passed]
+    print(json.dumps({"valid": not failed, "sha256": bundle.sha256, "tests": len(results), "failed": failed}))
+    return 1 if failed else 0
+
+
 def _watchdog(_: argparse.Namespace) -> int:
     from telemetry.logging import configure_logging
     from workers import watchdog
@@ -248,6 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in faults.choices.values():
         sub.set_defaults(func=_faults)
 
+    policy = commands.add_parser("policy", help="the Rego policy").add_subparsers(dest="action", required=True)
+    check = policy.add_parser("check", help="compile a policy with its data and run its Rego tests")
+    check.add_argument("file", help="the policy (.rego file, or a folder of them)")
+    check.add_argument("--data", required=True, help="the policy data (JSON)")
+    check.set_defaults(func=_policy_check)
     commands.add_parser("watchdog", help="run the lease watchdog").set_defaults(func=_watchdog)
     commands.add_parser("audit-worker", help="run the audit writer").set_defaults(func=_audit_worker)
     return parser
