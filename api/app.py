@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None, enqueuer: Enqueuer | None = Non
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
     app.extensions["qgate"] = svc = build_services(settings, enqueuer)
+    svc.policy_source  # load the policy now: with no good policy the ingress does not start
     svc.rate_policy  # read and check the limits (and their overrides file) now: a bad one stops the start
     app.after_request(rate_limits.add_headers)
     for blueprint in (auth.bp, solve.bp, jobs.bp, audit.bp, ops.bp, usage.bp, dashboard.bp):

@@ -24,6 +24,7 @@ from jobs.store import JobStore
 from routing import fallback
 from routing.estimates import job_cost_estimate, lane_costs
 from routing.plan import LaneStatus, PlanStep, plan_lanes
+from routing.policy import policy_input, provider_region
 from routing.predict import Outlook, drain_s
 from routing.signals import LazyOutlooks
 from routing.telemetry import problem_class
@@ -62,6 +63,12 @@ class LaneSignalsSource(Protocol):
     def outlooks(self, lanes: list[str], problem_class: str | None, job_id: str) -> Mapping[str, Outlook]: ...
 
     def queue(self, lane: str, problem_class: str | None, job_id: str) -> dict[str, Any] | None: ...
+
+
+class PolicyGate(Protocol):
+    """The policy in force (``policy.source.PolicySource``): a decision per policy input."""
+
+    def decide(self, policy_input: Mapping[str, Any]) -> Any: ...
 
 
 class Caller(Protocol):
@@ -114,6 +121,8 @@ class ServiceConfig:
     qpu_price_per_task_usd: float = 0.0
     qpu_price_per_shot_usd: float = 0.0
     sync_threshold_ms: int = 1000  # budgets up to this are answered synchronously (no webhook), interactive
+    qpu_provider: str = "emulated"  # the qpu lane's provider and region, as the policy sees them
+    qpu_region: str = ""
 
     @classmethod
     def of(cls, values: Any) -> "ServiceConfig":
@@ -130,6 +139,10 @@ class Refused(Exception):
                  retry_after_s: int | None = None) -> None:
         super().__init__(message)
         self.message, self.reasons, self.retry_after_s = message, reasons, retry_after_s
+
+
+class PolicyRefused(Refused):
+    """The policy refuses the request as a whole (a lane named without its scope, a tier not granted)."""
 
 
 class QuotaExceeded(Refused):
@@ -207,6 +220,7 @@ class JobService:
     lanes: LaneHealthSource | None = None
     log: Any = None
     signals: LaneSignalsSource | None = None
+    policy: PolicyGate | None = None  # None: the built-in scope and cost-tier rules (QGATE_POLICY=off)
 
     # -- admission ---------------------------------------------------------------------------------
 
@@ -243,16 +257,41 @@ class JobService:
         return job
 
     def plan(self, caller: Caller, submission: Submission) -> tuple[list[PlanStep], dict[str, float]]:
+        plan, costs, _ = self._plan(caller, submission)
+        return plan, costs
+
+    def authorize(self, caller: Caller, submission: Submission) -> Any:
+        """The policy's decision on the request (None without a policy); PolicyRefused when it refuses the
+        request as a whole. Decisions are cached per input, so the plan's own call is a cache hit."""
+        if self.policy is None:
+            return None
         costs = lane_costs(submission.problem, self.config.qpu_price_per_task_usd,
                            self.config.qpu_price_per_shot_usd)
+        decision = self.policy.decide(self._policy_input(caller, submission, costs))
+        if decision.refusal:
+            raise PolicyRefused(decision.refusal)
+        return decision
+
+    def _policy_input(self, caller: Caller, submission: Submission, costs: Mapping[str, float]) -> dict[str, Any]:
+        config = self.config
+        return policy_input(tenant=caller.tenant, scopes=caller.scopes, solver=submission.solver,
+                            cost_tier=submission.cost_tier, metadata=submission.options.get("metadata"),
+                            lane_cost_usd=costs, qpu_provider=config.qpu_provider,
+                            qpu_region=provider_region(config.qpu_provider, config.qpu_region or None),
+                            standard_tier_max_usd=config.standard_tier_max_usd)
+
+    def _plan(self, caller: Caller, submission: Submission) -> tuple[list[PlanStep], dict[str, float], Any]:
+        costs = lane_costs(submission.problem, self.config.qpu_price_per_task_usd,
+                           self.config.qpu_price_per_shot_usd)
+        decision = self.authorize(caller, submission)
         statuses = self.lanes.statuses() if self.lanes is not None else {}
         plan = plan_lanes(submission.problem, submission.solver, caller.scopes, statuses,
                           cost_tier=submission.cost_tier, lane_cost_usd=costs,
-                          standard_tier_max_usd=self.config.standard_tier_max_usd)
-        return plan, costs
+                          standard_tier_max_usd=self.config.standard_tier_max_usd, policy=decision)
+        return plan, costs, decision
 
     def _admit(self, job_id: str, caller: Caller, submission: Submission) -> Job:
-        plan, costs = self.plan(caller, submission)
+        plan, costs, decision = self._plan(caller, submission)
         _require_runnable(plan)
         problem = submission.problem
         options = dict(submission.options)
@@ -263,6 +302,8 @@ class JobService:
                                     request=options, plan=[step.as_dict() for step in plan],
                                     fingerprint=fingerprint(problem), cost_estimate=job_cost_estimate(plan, costs),
                                     problem_class=problem_class(problem))
+        if decision is not None:  # the audit names the policy that planned the job, and what it decided
+            events[0][1]["policy"] = {"sha256": decision.bundle_sha256, "reasons": decision.reasons()}
         if submission.options.get("callback_url") and submission.budget_ms > self.config.sync_threshold_ms:
             job.webhook = model.awaiting_webhook(job_id)
         outlooks = self._outlooks(job) if self.signals is not None else None
