@@ -132,6 +132,31 @@ def _faults(args: argparse.Namespace) -> int:
     return 0
 
 
+def _limits(args: argparse.Namespace) -> int:
+    """``qgate limits set``: a tenant's (or business unit's) QPU allowances; ``show``: every allowance and usage."""
+    from jobs.spend import Allowance, SpendBook, SpendError
+    from workers.connections import get_redis
+
+    book = SpendBook(get_redis())
+    if args.action == "show":
+        print(json.dumps({"limits": book.report(args.tenant)}))
+        return 0
+    values = {name: getattr(args, f"qpu_{name}") for name in
+              ("usd_per_day", "shots_per_day", "usd_per_month", "shots_per_month")}
+    try:
+        allowance = Allowance.of({k: v for k, v in values.items() if v is not None}, "limits")
+    except SpendError as exc:
+        print(f"qgate: limits: {exc}", file=sys.stderr)
+        return 2
+    if allowance.empty:
+        print("qgate: limits: give at least one --qpu-* allowance", file=sys.stderr)
+        return 2
+    stored = book.set(args.tenant, args.business_unit, allowance)
+    print(json.dumps({"tenant": args.tenant, "business_unit": args.business_unit,
+                      **{k: v for k, v in stored.__dict__.items() if v is not None}}))
+    return 0
+
+
 def _policy_check(args: argparse.Namespace) -> int:
     """Compile the policy with its data, make one decision, and run the Rego tests (test_ rules) of the
     policy file and of ``*_test.rego`` beside it; exit 0 only when all of that worked."""
@@ -269,6 +294,18 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in faults.choices.values():
         sub.set_defaults(func=_faults)
 
+    limits = commands.add_parser("limits", help="QPU spend allowances").add_subparsers(dest="action", required=True)
+    limit_set = limits.add_parser("set", help="a tenant's (or business unit's) QPU allowances per UTC day and month")
+    limit_set.add_argument("--tenant", required=True)
+    limit_set.add_argument("--business-unit", default=None, help="metadata.business_unit of the jobs it covers")
+    limit_set.add_argument("--qpu-usd-per-day", type=float)
+    limit_set.add_argument("--qpu-shots-per-day", type=int)
+    limit_set.add_argument("--qpu-usd-per-month", type=float)
+    limit_set.add_argument("--qpu-shots-per-month", type=int)
+    limit_set.set_defaults(func=_limits)
+    limit_show = limits.add_parser("show", help="each allowance with what is reserved, spent and left")
+    limit_show.add_argument("--tenant", default=None)
+    limit_show.set_defaults(func=_limits)
     policy = commands.add_parser("policy", help="the Rego policy").add_subparsers(dest="action", required=True)
     check = policy.add_parser("check", help="compile a policy with its data and run its Rego tests")
     check.add_argument("file", help="the policy (.rego file, or a folder of them)")

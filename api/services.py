@@ -13,6 +13,7 @@ from api.keys import SigningKey, load_signing_key
 from api.tokens import ExternalIssuer, TokenVerifier, jwks_of
 from jobs.connection import connect
 from jobs.model import Job
+from jobs.spend import SpendBook, SpendError, SpendSettlement
 from jobs.store import JobStore
 from orchestrator.deliveries import DeliveryService
 from orchestrator.service import Enqueuer, JobService, ServiceConfig
@@ -109,7 +110,8 @@ class Services:
         def validate(bundle: PolicyBundle) -> None:  # the data's rates must parse, or the bundle is not loaded
             try:
                 RatePolicy.build(settings.default_rates, policy_rates(bundle))
-            except RateError as exc:
+                SpendBook(None, lambda: policy_tenants(bundle)).allowances()
+            except (RateError, SpendError) as exc:
                 raise PolicyError(f"policy data: {exc}") from None
 
         return PolicySource(settings.policy_file, settings.policy_data_file, redis=self.redis,
@@ -132,7 +134,13 @@ class Services:
 
     @cached_property
     def jobs(self) -> JobStore:
-        return JobStore(self.redis, self.settings.job_ttl_s, self.lane_signals.observers())
+        return JobStore(self.redis, self.settings.job_ttl_s, [*self.lane_signals.observers(), SpendSettlement()])
+
+    @cached_property
+    def spend(self) -> SpendBook:
+        """QPU spend allowances: ``qgate limits set``'s over the policy data's ``qpu_spend``."""
+        source = self.policy_source
+        return SpendBook(self.redis, (lambda: policy_tenants(source.current())) if source is not None else None)
 
     @cached_property
     def callback_guard(self) -> Guard:
@@ -146,7 +154,12 @@ class Services:
     @cached_property
     def job_service(self) -> JobService:
         return JobService(self.jobs, self.enqueuer, ServiceConfig.of(self.settings), self.lane_health,
-                          get_logger("qgate.api"), self.lane_signals, policy=self.policy_source)
+                          get_logger("qgate.api"), self.lane_signals, policy=self.policy_source, spend=self.spend)
+
+
+def policy_tenants(bundle: PolicyBundle | None) -> dict[str, Any]:
+    tenants = bundle.data.get("qgate", {}).get("tenants", {}) if bundle is not None else {}
+    return tenants if isinstance(tenants, dict) else {}
 
 
 def policy_rates(bundle: PolicyBundle | None) -> dict[str, dict[str, Any]]:

@@ -20,7 +20,8 @@ import redis
 
 from jobs import model
 from jobs.model import Job
-from jobs.store import JobStore
+from jobs.spend import SpendBook, reason as quota_reason, seconds_to_next
+from jobs.store import GuardRefused, JobStore
 from routing import fallback
 from routing.estimates import job_cost_estimate, lane_costs
 from routing.plan import LaneStatus, PlanStep, plan_lanes
@@ -221,6 +222,7 @@ class JobService:
     log: Any = None
     signals: LaneSignalsSource | None = None
     policy: PolicyGate | None = None  # None: the built-in scope and cost-tier rules (QGATE_POLICY=off)
+    spend: SpendBook | None = None  # QPU spend allowances; None: none enforced
 
     # -- admission ---------------------------------------------------------------------------------
 
@@ -280,7 +282,17 @@ class JobService:
                             qpu_region=provider_region(config.qpu_provider, config.qpu_region or None),
                             standard_tier_max_usd=config.standard_tier_max_usd)
 
-    def _plan(self, caller: Caller, submission: Submission) -> tuple[list[PlanStep], dict[str, float], Any]:
+    def _qpu_guards(self, caller: Caller, submission: Submission, costs: Mapping[str, float]) -> list[Any]:
+        if self.spend is None:
+            return []
+        metadata = submission.options.get("metadata") or {}
+        unit = metadata.get("business_unit")
+        shots = int(getattr(submission.problem, "shots", 0) or 0)
+        return self.spend.guards(caller.tenant, unit if isinstance(unit, str) and unit else None,
+                                 costs.get("qpu", 0.0), shots)
+
+    def _plan(self, caller: Caller, submission: Submission, quota_skip: str | None = None
+              ) -> tuple[list[PlanStep], dict[str, float], Any]:
         costs = lane_costs(submission.problem, self.config.qpu_price_per_task_usd,
                            self.config.qpu_price_per_shot_usd)
         decision = self.authorize(caller, submission)
@@ -288,10 +300,26 @@ class JobService:
         plan = plan_lanes(submission.problem, submission.solver, caller.scopes, statuses,
                           cost_tier=submission.cost_tier, lane_cost_usd=costs,
                           standard_tier_max_usd=self.config.standard_tier_max_usd, policy=decision)
+        if self.spend is not None and any(s.lane == "qpu" and s.action == "try" for s in plan):
+            if quota_skip is None:
+                short = self.spend.shortfall(self._qpu_guards(caller, submission, costs))
+                quota_skip = short[1] if short else None
+            if quota_skip is not None:
+                plan = [PlanStep("qpu", "skip", quota_skip) if s.lane == "qpu" else s for s in plan]
+                plan = _renumber(plan)
         return plan, costs, decision
 
     def _admit(self, job_id: str, caller: Caller, submission: Submission) -> Job:
-        plan, costs, decision = self._plan(caller, submission)
+        quota_skip = None
+        for _ in range(3):  # a reservation raced past by others is re-planned without the qpu lane
+            try:
+                return self._admit_once(job_id, caller, submission, quota_skip)
+            except _ReservationRaced as raced:
+                quota_skip = raced.reason
+        raise QuotaExceeded("quota: the QPU allowance is contended; retry", retry_after_s=1)
+
+    def _admit_once(self, job_id: str, caller: Caller, submission: Submission, quota_skip: str | None) -> Job:
+        plan, costs, decision = self._plan(caller, submission, quota_skip)
         _require_runnable(plan)
         problem = submission.problem
         options = dict(submission.options)
@@ -311,9 +339,25 @@ class JobService:
         if fallback.passed_over_only(job):
             raise _busy(job, outlooks or {})
         publish = self._publisher(job)
+        guards = self._qpu_guards(caller, submission, costs) if job.current and job.current.lane == "qpu" else []
+        writes = publish
+        if guards:
+            assert self.spend is not None
+            spend, ttl = self.spend, self.store.ttl_s
+
+            def writes(pipe: Any) -> None:  # the reservation rides in the admission script, after its guards
+                spend.reserve(pipe, job_id, caller.tenant, guards, ttl)
+                if publish is not None:
+                    publish(pipe)
         limit = self.config.max_active_jobs_per_tenant
-        if not self.store.create(job, problem.model_dump(mode="json", exclude_none=True), events + dispatched,
-                                 also=publish, max_active=limit):
+        try:
+            created = self.store.create(job, problem.model_dump(mode="json", exclude_none=True), events + dispatched,
+                                        also=writes, max_active=limit, guards=guards)
+        except GuardRefused as refused:
+            assert self.spend is not None
+            guard = guards[refused.index]
+            raise _ReservationRaced(quota_reason(guard, self.spend.used(guard))) from None
+        if not created:
             raise QuotaExceeded(f"quota: at most {limit} unfinished jobs per tenant", retry_after_s=5)
         if publish is None:
             self._enqueue(job)
@@ -514,10 +558,34 @@ def _calibration_reference(snapshot: dict[str, Any] | None) -> dict[str, Any] | 
             "last_update_date": snapshot.get("last_update_date")}
 
 
+class _ReservationRaced(Exception):
+    """Other submits reserved the allowance between the plan's look and the admission script."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _renumber(plan: list[PlanStep]) -> list[PlanStep]:
+    """Try reasons after a lane was skipped late: the first lane tried is the ``first lane``."""
+    out, first = [], True
+    for step in plan:
+        if step.action == "try":
+            out.append(PlanStep(step.lane, "try", "first lane" if first else "fallback"))
+            first = False
+        else:
+            out.append(step)
+    return out
+
+
 def _require_runnable(plan: list[PlanStep]) -> None:
     if any(step.action == "try" for step in plan):
         return
     reasons = [{"loc": ["plan", step.lane], "msg": step.reason} for step in plan]
+    quota = [step for step in plan if step.reason.startswith("quota:")]
+    if quota:  # the qpu lane was the only one, and its allowance does not hold the estimate: 429
+        window = "m" if "this month" in quota[0].reason else "d"
+        raise QuotaExceeded(quota[0].reason, reasons=reasons, retry_after_s=seconds_to_next(window, time.time()))
     if any(step.reason.startswith("health:") for step in plan):
         raise NoLaneAvailable("no live worker can take this problem now", reasons=reasons, retry_after_s=5)
     raise NoLaneCanSolve("no lane can solve this problem", reasons=reasons)
