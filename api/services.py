@@ -110,7 +110,7 @@ class Services:
         def validate(bundle: PolicyBundle) -> None:  # the data's rates must parse, or the bundle is not loaded
             try:
                 RatePolicy.build(settings.default_rates, policy_rates(bundle))
-                SpendBook(None, lambda: policy_tenants(bundle)).allowances()
+                SpendBook(None, lambda: policy_tenants(bundle)).policy_allowances()
             except (RateError, SpendError) as exc:
                 raise PolicyError(f"policy data: {exc}") from None
 

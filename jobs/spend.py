@@ -151,7 +151,7 @@ class SpendBook:
         self._cached = (now, stored)
         return stored
 
-    def _from_policy(self) -> dict[str, Allowance]:
+    def policy_allowances(self) -> dict[str, Allowance]:
         out = {}
         for tenant, entry in (self.policy_tenants() or {}).items():
             spend = entry.get("qpu_spend") if isinstance(entry, dict) else None
@@ -164,7 +164,7 @@ class SpendBook:
 
     def allowances(self, tenant: str | None = None) -> dict[str, Allowance]:
         """Every scope's allowance (of ``tenant`` only, when given): the CLI's fields over the policy's."""
-        policy, stored = self._from_policy(), self._stored()
+        policy, stored = self.policy_allowances(), self._stored()
         scopes = set(policy) | set(stored)
         if tenant is not None:
             scopes = {s for s in scopes if s == tenant or s.startswith(tenant + "/")}

@@ -134,7 +134,7 @@ def test_policy_data_allowances_and_cli_override(redis) -> None:
     book._cached = None
     assert book.allowances("acme")["acme"] == Allowance(usd_per_day=9.0, shots_per_day=500)
     with pytest.raises(ValueError):
-        SpendBook(redis, lambda: {"t": {"qpu_spend": {"usd_per_week": 1}}}).allowances()
+        SpendBook(redis, lambda: {"t": {"qpu_spend": {"usd_per_week": 1}}}).policy_allowances()
     rows = book.report("acme")
     assert {(r["business_unit"], r["unit"], r["window"]) for r in rows} == {
         (None, "usd", "day"), (None, "shots", "day"), ("ops", "shots", "month")}
