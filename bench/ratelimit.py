@@ -38,7 +38,10 @@ from tests.integration.stack import BIN, ROOT, Process, Stack, free_port, wait_f
 HIGH = "100000/minute"  # never reached here: every request pays the whole admission path
 LIMITS_ON = {"QGATE_RATE_SOLVE_PER_TENANT": HIGH, "QGATE_RATE_SOLVE_PER_CLIENT": HIGH,
              "QGATE_RATE_READ_PER_TENANT": HIGH, "QGATE_RATE_READ_PER_CLIENT": HIGH,
-             "QGATE_MAX_ACTIVE_JOBS": "1000000"}
+             "QGATE_MAX_ACTIVE_JOBS": "1000000",
+             # the queue behind one heuristic worker only grows here: without this, admission by prediction
+             # refuses (503) more and more of whichever side runs later, and a refusal is cheaper than a submit
+             "QGATE_PREDICTIVE": "off", "QGATE_BREAKERS": "off"}
 SMALL = {"problem": {"kind": "tsp", "locations": [[0, 0], [3, 4], [6, 0], [3, -4]]}}
 
 
