@@ -114,7 +114,45 @@ def policy_cost(calls: int) -> dict[str, float]:
     for doc in inputs:
         bundle.evaluate(doc)
     cached = (time.perf_counter() - started) / calls * 1e6
-    return {"evaluate_uncached_us": round(uncached, 1), "evaluate_cached_us": round(cached, 1)}
+    return {"evaluate_uncached_us": round(uncached, 1), "evaluate_cached_us": round(cached, 1),
+            **planning_cost(calls)}
+
+
+def planning_cost(calls: int) -> dict[str, float]:
+    """Microseconds of a submit's planning work (the request's authorisation and the lane plan) with the
+    policy in force against the built-in rules, in process on fakeredis: what the policy adds to a submit."""
+    import fakeredis
+
+    from jobs.store import JobStore
+    from orchestrator.service import JobService, ServiceConfig, Submission
+    from policy.source import PolicySource
+    from routing.plan import LaneStatus
+    from solvers.base import LaneLimits
+    from solvers.problems import parse_problem
+
+    class Caller:
+        tenant, client_id = "bench", "qc_bench"
+        scopes = frozenset({"quantum:solve", "solver:heuristic"})
+
+    class Lanes:
+        def statuses(self) -> dict[str, LaneStatus]:
+            return {lane: LaneStatus(True, LaneLimits(max_qubits=24)) for lane in ("qpu", "sim", "heuristic")}
+
+    redis = fakeredis.FakeRedis(decode_responses=True)
+    submission = Submission(parse_problem(SMALL["problem"]), 60_000, {"solver": "auto", "cost_tier": "standard",
+                                                                      "metadata": {}}, body=SMALL)
+    out = {}
+    for name, policy in (("builtin", None), ("policy", PolicySource(DEFAULT_POLICY, DEFAULT_DATA))):
+        service = JobService(JobStore(redis, 3600), None, ServiceConfig(), Lanes(), policy=policy)  # type: ignore[arg-type]
+        for _ in range(100):
+            service.authorize(Caller(), submission)
+            service.plan(Caller(), submission)
+        started = time.perf_counter()
+        for _ in range(calls):
+            service.authorize(Caller(), submission)
+            service.plan(Caller(), submission)
+        out[f"planning_{name}_us"] = round((time.perf_counter() - started) / calls * 1e6, 1)
+    return out
 
 
 def main() -> None:
@@ -127,16 +165,20 @@ def main() -> None:
     report: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         stack = Stack(Path(tmp), **LIMITS_ON)
-        off_web = None
+        extras: list[Process] = []
         try:
             stack.start_redis()
             stack.start_worker("heuristic")
             stack.start_web()
             off_web, off_url = second_web(stack, QGATE_RATE_LIMITS="off", QGATE_POLICY="off")
+            extras.append(off_web)
             limits_web, limits_url = second_web(stack, QGATE_POLICY="off")
+            extras.append(limits_web)
+            on_web, on_url = second_web(stack)  # the three sides alike: each its own second_web
+            extras.append(on_web)
             token = stack.token(stack.create_client("bench", "quantum:solve solver:heuristic"))
             headers = stack.headers(token, 60_000)
-            sides = {"on": stack.url, "limits": limits_url, "off": off_url}
+            sides = {"on": on_url, "limits": limits_url, "off": off_url}
             for url in sides.values():
                 submit_latencies(url, headers, 20)  # warm both
             latencies: dict[str, list[float]] = {side: [] for side in sides}
@@ -178,10 +220,8 @@ def main() -> None:
             report["sides"] = {"on": "rate limits and Rego policy", "limits": "rate limits, built-in rules",
                                "off": "neither"}
         finally:
-            if off_web is not None:
-                off_web.stop()
-            if "limits_web" in locals():
-                limits_web.stop()
+            for extra in extras:
+                extra.stop()
             stack.stop()
     out = Path("bench/results")
     out.mkdir(parents=True, exist_ok=True)
