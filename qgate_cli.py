@@ -132,6 +132,52 @@ def _faults(args: argparse.Namespace) -> int:
     return 0
 
 
+def _limits(args: argparse.Namespace) -> int:
+    """``qgate limits set``: a tenant's (or business unit's) QPU allowances; ``show``: every allowance and usage."""
+    from jobs.spend import Allowance, SpendBook, SpendError
+    from workers.connections import get_redis
+
+    book = SpendBook(get_redis())
+    if args.action == "show":
+        print(json.dumps({"limits": book.report(args.tenant)}))
+        return 0
+    values = {name: getattr(args, f"qpu_{name}") for name in
+              ("usd_per_day", "shots_per_day", "usd_per_month", "shots_per_month")}
+    try:
+        allowance = Allowance.of({k: v for k, v in values.items() if v is not None}, "limits")
+    except SpendError as exc:
+        print(f"qgate: limits: {exc}", file=sys.stderr)
+        return 2
+    if allowance.empty:
+        print("qgate: limits: give at least one --qpu-* allowance", file=sys.stderr)
+        return 2
+    stored = book.set(args.tenant, args.business_unit, allowance)
+    print(json.dumps({"tenant": args.tenant, "business_unit": args.business_unit,
+                      **{k: v for k, v in stored.__dict__.items() if v is not None}}))
+    return 0
+
+
+def _policy_check(args: argparse.Namespace) -> int:
+    """Compile the policy with its data, make one decision, and run the Rego tests (test_ rules) of the
+    policy file and of ``*_test.rego`` beside it; exit 0 only when all of that worked."""
+    from pathlib import Path
+
+    from policy.engine import PolicyBundle, PolicyError, run_tests
+
+    policy, data = Path(args.file), Path(args.data)
+    try:
+        bundle = PolicyBundle.load(policy, data)
+        folder = policy if policy.is_dir() else policy.parent
+        tests = [] if policy.is_dir() else sorted(p for p in folder.glob("*_test.rego") if p != policy)
+        results = run_tests(policy, data, tests)
+    except PolicyError as exc:
+        print(json.dumps({"valid": False, "error": str(exc)}))
+        return 1
+    failed = [name for name, passed in results if not passed]
+    print(json.dumps({"valid": not failed, "sha256": bundle.sha256, "tests": len(results), "failed": failed}))
+    return 1 if failed else 0
+
+
 def _watchdog(_: argparse.Namespace) -> int:
     from telemetry.logging import configure_logging
     from workers import watchdog
@@ -248,6 +294,23 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in faults.choices.values():
         sub.set_defaults(func=_faults)
 
+    limits = commands.add_parser("limits", help="QPU spend allowances").add_subparsers(dest="action", required=True)
+    limit_set = limits.add_parser("set", help="a tenant's (or business unit's) QPU allowances per UTC day and month")
+    limit_set.add_argument("--tenant", required=True)
+    limit_set.add_argument("--business-unit", default=None, help="metadata.business_unit of the jobs it covers")
+    limit_set.add_argument("--qpu-usd-per-day", type=float)
+    limit_set.add_argument("--qpu-shots-per-day", type=int)
+    limit_set.add_argument("--qpu-usd-per-month", type=float)
+    limit_set.add_argument("--qpu-shots-per-month", type=int)
+    limit_set.set_defaults(func=_limits)
+    limit_show = limits.add_parser("show", help="each allowance with what is reserved, spent and left")
+    limit_show.add_argument("--tenant", default=None)
+    limit_show.set_defaults(func=_limits)
+    policy = commands.add_parser("policy", help="the Rego policy").add_subparsers(dest="action", required=True)
+    check = policy.add_parser("check", help="compile a policy with its data and run its Rego tests")
+    check.add_argument("file", help="the policy (.rego file, or a folder of them)")
+    check.add_argument("--data", required=True, help="the policy data (JSON)")
+    check.set_defaults(func=_policy_check)
     commands.add_parser("watchdog", help="run the lease watchdog").set_defaults(func=_watchdog)
     commands.add_parser("audit-worker", help="run the audit writer").set_defaults(func=_audit_worker)
     return parser

@@ -143,6 +143,11 @@ class Settings:
     worker_heartbeat_s: int = 5
     faults: dict[str, LaneFault] = field(default_factory=dict)
     qpu_provider: str = "emulated"
+    qpu_region: str = ""  # where the qpu provider runs, for residency rules (default: routing.policy.PROVIDER_REGIONS)
+    policy_enabled: bool = True
+    policy_file: Path = Path(__file__).parent / "policy" / "qgate.rego"
+    policy_data_file: Path = Path(__file__).parent / "policy" / "data.json"
+    policy_poll_s: float = 1.0
     qpu_backend: str = "fake_manila"
     qpu_queue_delay_ms: int = 0
     qpu_failure_rate: float = 0.0
@@ -252,6 +257,12 @@ class Settings:
             worker_heartbeat_s=_int(env, "QGATE_WORKER_HEARTBEAT_S", cls.worker_heartbeat_s, 1),
             faults=parse_faults(env.get("QGATE_FAULTS", "")),
             qpu_provider=_choice(env, "QGATE_QPU_PROVIDER", cls.qpu_provider, ("emulated", "ibm", "braket", "http")),
+            qpu_region=env.get("QGATE_QPU_REGION", "").strip(),
+            policy_enabled=env.get("QGATE_POLICY", "on").strip().lower() not in ("off", "0", "false", "no"),
+            policy_file=Path(env["QGATE_POLICY_FILE"]) if env.get("QGATE_POLICY_FILE") else cls.policy_file,
+            policy_data_file=(Path(env["QGATE_POLICY_DATA"]) if env.get("QGATE_POLICY_DATA")
+                              else cls.policy_data_file),
+            policy_poll_s=_float(env, "QGATE_POLICY_POLL_S", cls.policy_poll_s),
             qpu_backend=env.get("QGATE_QPU_BACKEND") or cls.qpu_backend,
             qpu_queue_delay_ms=_int(env, "QGATE_QPU_QUEUE_DELAY_MS", cls.qpu_queue_delay_ms),
             qpu_failure_rate=_float(env, "QGATE_QPU_FAILURE_RATE", cls.qpu_failure_rate),

@@ -438,6 +438,30 @@ def openapi_document() -> dict[str, Any]:
             "responses": {"200": {"description": "usage rows", "content": {
                 JSON: {"schema": _ref("Usage")}, "text/csv": {"schema": {"type": "string"}}}},
                 "400": _error(400), **_bearer_errors()}}},
+        "/api/v1/usage/limits": {"get": {
+            "operationId": "usageLimits", "security": bearer,
+            "summary": "QPU spend allowances with what is reserved, spent and left, per UTC day and month",
+            "description": "Scope quantum:solve or ops:read. The caller's own tenant; with ops:read, "
+                           "tenant=<name> or tenant=* (every tenant). Allowances come from the policy data "
+                           "(qpu_spend) and `qgate limits set`, whose fields win.",
+            "parameters": [
+                {"name": "tenant", "in": "query", "required": False,
+                 "schema": {"type": "string", "pattern": "^(\\*|[A-Za-z0-9][A-Za-z0-9_.-]{0,63})$"}}],
+            "responses": {"200": _ok({
+                "type": "object", "required": ["tenant", "windows", "limits"],
+                "properties": {
+                    "tenant": {"type": ["string", "null"]}, "windows": {"type": "string"},
+                    "limits": {"type": "array", "items": {
+                        "type": "object",
+                        "required": ["tenant", "business_unit", "unit", "window", "period", "allowance", "reserved",
+                                     "spent", "left", "resets_in_s"],
+                        "properties": {
+                            "tenant": {"type": "string"}, "business_unit": {"type": ["string", "null"]},
+                            "unit": {"enum": ["usd", "shots"]}, "window": {"enum": ["day", "month"]},
+                            "period": {"type": "string"}, "allowance": {"type": "number"},
+                            "reserved": {"type": "number"}, "spent": {"type": "number"},
+                            "left": {"type": "number"}, "resets_in_s": {"type": "integer"}}}}}}),
+                "400": _error(400), **_bearer_errors()}}},
         "/healthz": {"get": {"operationId": "healthz", "summary": "Process up", "security": [],
                              "responses": {"200": _ok(_ref("Health"))}}},
         "/readyz": {"get": {"operationId": "readyz", "summary": "Redis and a worker per lane answer",

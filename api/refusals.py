@@ -6,6 +6,7 @@ from api.errors import ApiError
 from orchestrator import deliveries, service
 
 STATUS: dict[type[service.Refused], int] = {
+    service.PolicyRefused: 403,
     service.QuotaExceeded: 429,
     service.NoLaneCanSolve: 422,
     service.NoLaneAvailable: 503,

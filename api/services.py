@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from functools import cached_property
 import redis
 from flask import current_app
@@ -12,12 +13,15 @@ from api.keys import SigningKey, load_signing_key
 from api.tokens import ExternalIssuer, TokenVerifier, jwks_of
 from jobs.connection import connect
 from jobs.model import Job
+from jobs.spend import SpendBook, SpendError, SpendSettlement
 from jobs.store import JobStore
 from orchestrator.deliveries import DeliveryService
 from orchestrator.service import Enqueuer, JobService, ServiceConfig
 from ratelimit.limiter import Limiter
 from ratelimit.logins import LoginFailureRules, LoginThrottle
-from ratelimit.policy import RatePolicy
+from policy.engine import PolicyBundle, PolicyError
+from policy.source import PolicySource
+from ratelimit.policy import PolicyError as RateError, RatePolicy, parse_overrides
 from routing.health import LaneHealth
 from routing.predict import PredictConfig
 from routing.signals import LaneSignals
@@ -45,6 +49,7 @@ class Services:
     redis: redis.Redis
     blocking_redis: redis.Redis
     enqueuer: Enqueuer
+    _rates: Any = None  # (policy bundle sha256, RatePolicy) of the last rates built
 
     @cached_property
     def signing_key(self) -> SigningKey:
@@ -67,13 +72,50 @@ class Services:
         """Moving-window limits on the app's Redis, sharing its connection pool (and timeouts)."""
         return Limiter.on_redis(self.settings.redis_url, self.redis.connection_pool)
 
-    @cached_property
+    @property
     def rate_policy(self) -> RatePolicy | None:
-        """The request limits (defaults and per-tenant overrides); None when QGATE_RATE_LIMITS=off."""
+        """The request limits (defaults, QGATE_RATE_LIMITS_FILE's overrides, then each tenant's ``rates`` in
+        the policy data); None when QGATE_RATE_LIMITS=off. Rebuilt when the policy in force changes."""
         settings = self.settings
         if not settings.rate_limits_enabled:
             return None
-        return RatePolicy.load(settings.default_rates, settings.rate_limits_file)
+        source = self.policy_source
+        bundle = source.current() if source is not None else None
+        sha = bundle.sha256 if bundle is not None else None
+        if self._rates is None or self._rates[0] != sha:
+            self._rates = (sha, self._build_rates(bundle))
+        return self._rates[1]
+
+    def _build_rates(self, bundle: PolicyBundle | None) -> RatePolicy:
+        settings = self.settings
+        overrides: dict[str, dict[str, Any]] = {}
+        if settings.rate_limits_file is not None:
+            try:
+                text = settings.rate_limits_file.read_text()
+            except OSError as exc:
+                raise RateError(f"{settings.rate_limits_file}: cannot read ({exc.strerror})") from None
+            overrides = parse_overrides(text, str(settings.rate_limits_file))
+        for tenant, rates in policy_rates(bundle).items():
+            overrides[tenant] = {**overrides.get(tenant, {}), **rates}
+        return RatePolicy.build(settings.default_rates, overrides)
+
+    @cached_property
+    def policy_source(self) -> PolicySource | None:
+        """The policy in force (QGATE_POLICY_FILE with QGATE_POLICY_DATA), reloaded when they change; None
+        when QGATE_POLICY=off. Raises PolicyError when no good policy can be loaded: the ingress does not start."""
+        settings = self.settings
+        if not settings.policy_enabled:
+            return None
+
+        def validate(bundle: PolicyBundle) -> None:  # the data's rates must parse, or the bundle is not loaded
+            try:
+                RatePolicy.build(settings.default_rates, policy_rates(bundle))
+                SpendBook(None, lambda: policy_tenants(bundle)).policy_allowances()
+            except (RateError, SpendError) as exc:
+                raise PolicyError(f"policy data: {exc}") from None
+
+        return PolicySource(settings.policy_file, settings.policy_data_file, redis=self.redis,
+                            log=get_logger("qgate.policy"), poll_s=settings.policy_poll_s, validate=validate)
 
     @cached_property
     def login_throttle(self) -> LoginThrottle:
@@ -92,7 +134,13 @@ class Services:
 
     @cached_property
     def jobs(self) -> JobStore:
-        return JobStore(self.redis, self.settings.job_ttl_s, self.lane_signals.observers())
+        return JobStore(self.redis, self.settings.job_ttl_s, [*self.lane_signals.observers(), SpendSettlement()])
+
+    @cached_property
+    def spend(self) -> SpendBook:
+        """QPU spend allowances: ``qgate limits set``'s over the policy data's ``qpu_spend``."""
+        source = self.policy_source
+        return SpendBook(self.redis, (lambda: policy_tenants(source.current())) if source is not None else None)
 
     @cached_property
     def callback_guard(self) -> Guard:
@@ -106,7 +154,30 @@ class Services:
     @cached_property
     def job_service(self) -> JobService:
         return JobService(self.jobs, self.enqueuer, ServiceConfig.of(self.settings), self.lane_health,
-                          get_logger("qgate.api"), self.lane_signals)
+                          get_logger("qgate.api"), self.lane_signals, policy=self.policy_source, spend=self.spend)
+
+
+def policy_tenants(bundle: PolicyBundle | None) -> dict[str, Any]:
+    tenants = bundle.data.get("qgate", {}).get("tenants", {}) if bundle is not None else {}
+    return tenants if isinstance(tenants, dict) else {}
+
+
+def policy_rates(bundle: PolicyBundle | None) -> dict[str, dict[str, Any]]:
+    """Each tenant's ``rates`` in the policy data (``{"tenants": {"acme": {"rates": {"solve_per_tenant":
+    "1200/minute"}}}}``), in QGATE_RATE_LIMITS_FILE's notation."""
+    if bundle is None:
+        return {}
+    tenants = bundle.data.get("qgate", {}).get("tenants", {})
+    if not isinstance(tenants, dict):
+        raise PolicyError("policy data: qgate.tenants must be an object")
+    out = {}
+    for tenant, entry in tenants.items():
+        rates = entry.get("rates") if isinstance(entry, dict) else None
+        if rates is not None:
+            if not isinstance(rates, dict):
+                raise PolicyError(f"policy data: qgate.tenants.{tenant}.rates must be an object")
+            out[tenant] = rates
+    return out
 
 
 def services() -> Services:

@@ -78,11 +78,17 @@ def _solve() -> Any:
         problem = parse_problem(envelope.problem)
     except ValidationError as exc:
         raise unprocessable(exc, ("problem",)) from None
-    _check_lane_scopes(envelope, principal.scopes)
-    if envelope.callback_url is not None:
-        _check_callback(envelope.callback_url)
     submission = Submission(problem, budget_ms, envelope.model_dump(exclude={"problem"}),
                             idempotency_key=_idempotency_key(), body=body)
+    if services().policy_source is None:
+        _check_lane_scopes(envelope, principal.scopes)
+    else:
+        try:  # the policy's refusals (lane named without its scope, premium without tier:premium): 403
+            services().job_service.authorize(principal, submission)
+        except Refused as exc:
+            raise as_api_error(exc) from None
+    if envelope.callback_url is not None:
+        _check_callback(envelope.callback_url)
     try:
         job, replayed = services().job_service.submit(principal, submission)
     except Refused as exc:

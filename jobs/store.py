@@ -72,13 +72,24 @@ def _load_job(raw: str | bytes) -> Job:
     return Job.model_validate_json(raw)
 
 
-# ARGV: the tenant's quota (-1: none), then each command as its argument count and its arguments.
+# ARGV: the tenant's quota (-1: none); the number of spend guards, each as five arguments (usage hash,
+# reserved field, spent field, amount, limit: refused unless reserved + spent + amount <= limit); then each
+# command as its argument count and its arguments. Returns 1 (written), 0 (quota) or -k (guard k refused).
 _GUARDED_WRITES = """
 local limit = tonumber(ARGV[1])
 if limit >= 0 and redis.call('SCARD', KEYS[1]) >= limit then
   return 0
 end
-local i = 2
+local guards = tonumber(ARGV[2])
+local i = 3
+for k = 1, guards do
+  local used = tonumber(redis.call('HGET', ARGV[i], ARGV[i + 1]) or '0')
+             + tonumber(redis.call('HGET', ARGV[i], ARGV[i + 2]) or '0')
+  if used + tonumber(ARGV[i + 3]) > tonumber(ARGV[i + 4]) then
+    return -k
+  end
+  i = i + 5
+end
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
   redis.call(unpack(ARGV, i + 1, i + n))
@@ -86,6 +97,14 @@ while i <= #ARGV do
 end
 return 1
 """
+
+
+class GuardRefused(Exception):
+    """A spend guard of ``create`` did not fit; ``index`` is its position in the list given."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(f"guard {index} refused")
+        self.index = index
 
 
 class JobStore:
@@ -98,7 +117,8 @@ class JobStore:
         self._create = client.register_script(_GUARDED_WRITES)
 
     def create(self, job: Job, problem: dict[str, Any], events: list[Event],
-               also: Callable[[Any], None] | None = None, max_active: int | None = None) -> bool:
+               also: Callable[[Any], None] | None = None, max_active: int | None = None,
+               guards: Iterable[Any] = ()) -> bool:
         """Store a new job, its problem and its events atomically, unless its tenant already has
         ``max_active`` unfinished jobs (then nothing is written and the answer is False).
 
@@ -117,10 +137,16 @@ class JobStore:
         self._observe(pipe, None, job, events)
         if also is not None:
             also(pipe)
-        argv: list[Any] = [-1 if max_active is None else max_active]
+        guards = list(guards)
+        argv: list[Any] = [-1 if max_active is None else max_active, len(guards)]
+        for guard in guards:  # jobs.spend.Guard: checked before any write (GuardRefused when one does not fit)
+            argv += guard.argv()
         for args, _options in pipe.command_stack:
             argv += [len(args), *args]
-        return bool(self._create(keys=[active_key(job.tenant)], args=argv))
+        written = int(self._create(keys=[active_key(job.tenant)], args=argv))
+        if written < 0:
+            raise GuardRefused(-written - 1)
+        return bool(written)
 
     def get(self, job_id: str) -> Job | None:
         raw = self.redis.get(job_key(job_id))

@@ -20,10 +20,12 @@ import redis
 
 from jobs import model
 from jobs.model import Job
-from jobs.store import JobStore
+from jobs.spend import SpendBook, reason as quota_reason, seconds_to_next
+from jobs.store import GuardRefused, JobStore
 from routing import fallback, waiting
 from routing.estimates import job_cost_estimate, lane_costs
 from routing.plan import LaneStatus, PlanStep, plan_lanes
+from routing.policy import policy_input, provider_region
 from routing.predict import Outlook, drain_s
 from routing.signals import LazyOutlooks
 from routing.telemetry import problem_class
@@ -62,6 +64,12 @@ class LaneSignalsSource(Protocol):
     def outlooks(self, lanes: list[str], problem_class: str | None, job_id: str) -> Mapping[str, Outlook]: ...
 
     def queue(self, lane: str, problem_class: str | None, job_id: str) -> dict[str, Any] | None: ...
+
+
+class PolicyGate(Protocol):
+    """The policy in force (``policy.source.PolicySource``): a decision per policy input."""
+
+    def decide(self, policy_input: Mapping[str, Any]) -> Any: ...
 
 
 class Caller(Protocol):
@@ -115,6 +123,8 @@ class ServiceConfig:
     qpu_price_per_shot_usd: float = 0.0
     sync_threshold_ms: int = 1000  # budgets up to this are answered synchronously (no webhook), interactive
     tenant_queue_share: float = 0.5  # a busy lane whose waiting jobs are at least this much the tenant's: 429
+    qpu_provider: str = "emulated"  # the qpu lane's provider and region, as the policy sees them
+    qpu_region: str = ""
 
     @classmethod
     def of(cls, values: Any) -> "ServiceConfig":
@@ -131,6 +141,10 @@ class Refused(Exception):
                  retry_after_s: int | None = None) -> None:
         super().__init__(message)
         self.message, self.reasons, self.retry_after_s = message, reasons, retry_after_s
+
+
+class PolicyRefused(Refused):
+    """The policy refuses the request as a whole (a lane named without its scope, a tier not granted)."""
 
 
 class QuotaExceeded(Refused):
@@ -213,6 +227,8 @@ class JobService:
     lanes: LaneHealthSource | None = None
     log: Any = None
     signals: LaneSignalsSource | None = None
+    policy: PolicyGate | None = None  # None: the built-in scope and cost-tier rules (QGATE_POLICY=off)
+    spend: SpendBook | None = None  # QPU spend allowances; None: none enforced
 
     # -- admission ---------------------------------------------------------------------------------
 
@@ -249,16 +265,67 @@ class JobService:
         return job
 
     def plan(self, caller: Caller, submission: Submission) -> tuple[list[PlanStep], dict[str, float]]:
+        plan, costs, _ = self._plan(caller, submission)
+        return plan, costs
+
+    def authorize(self, caller: Caller, submission: Submission) -> Any:
+        """The policy's decision on the request (None without a policy); PolicyRefused when it refuses the
+        request as a whole. Decisions are cached per input, so the plan's own call is a cache hit."""
+        if self.policy is None:
+            return None
         costs = lane_costs(submission.problem, self.config.qpu_price_per_task_usd,
                            self.config.qpu_price_per_shot_usd)
+        decision = self.policy.decide(self._policy_input(caller, submission, costs))
+        if decision.refusal:
+            raise PolicyRefused(decision.refusal)
+        return decision
+
+    def _policy_input(self, caller: Caller, submission: Submission, costs: Mapping[str, float]) -> dict[str, Any]:
+        config = self.config
+        return policy_input(tenant=caller.tenant, scopes=caller.scopes, solver=submission.solver,
+                            cost_tier=submission.cost_tier, metadata=submission.options.get("metadata"),
+                            lane_cost_usd=costs, qpu_provider=config.qpu_provider,
+                            qpu_region=provider_region(config.qpu_provider, config.qpu_region or None),
+                            standard_tier_max_usd=config.standard_tier_max_usd)
+
+    def _qpu_guards(self, caller: Caller, submission: Submission, costs: Mapping[str, float]) -> list[Any]:
+        if self.spend is None:
+            return []
+        metadata = submission.options.get("metadata") or {}
+        unit = metadata.get("business_unit")
+        shots = int(getattr(submission.problem, "shots", 0) or 0)
+        return self.spend.guards(caller.tenant, unit if isinstance(unit, str) and unit else None,
+                                 costs.get("qpu", 0.0), shots)
+
+    def _plan(self, caller: Caller, submission: Submission, quota_skip: str | None = None
+              ) -> tuple[list[PlanStep], dict[str, float], Any]:
+        costs = lane_costs(submission.problem, self.config.qpu_price_per_task_usd,
+                           self.config.qpu_price_per_shot_usd)
+        decision = self.authorize(caller, submission)
         statuses = self.lanes.statuses() if self.lanes is not None else {}
         plan = plan_lanes(submission.problem, submission.solver, caller.scopes, statuses,
                           cost_tier=submission.cost_tier, lane_cost_usd=costs,
-                          standard_tier_max_usd=self.config.standard_tier_max_usd)
-        return plan, costs
+                          standard_tier_max_usd=self.config.standard_tier_max_usd, policy=decision)
+        if self.spend is not None and any(s.lane == "qpu" and s.action == "try" for s in plan):
+            if quota_skip is None:
+                short = self.spend.shortfall(self._qpu_guards(caller, submission, costs))
+                quota_skip = short[1] if short else None
+            if quota_skip is not None:
+                plan = [PlanStep("qpu", "skip", quota_skip) if s.lane == "qpu" else s for s in plan]
+                plan = _renumber(plan)
+        return plan, costs, decision
 
     def _admit(self, job_id: str, caller: Caller, submission: Submission) -> Job:
-        plan, costs = self.plan(caller, submission)
+        quota_skip = None
+        for _ in range(3):  # a reservation raced past by others is re-planned without the qpu lane
+            try:
+                return self._admit_once(job_id, caller, submission, quota_skip)
+            except _ReservationRaced as raced:
+                quota_skip = raced.reason
+        raise QuotaExceeded("quota: the QPU allowance is contended; retry", retry_after_s=1)
+
+    def _admit_once(self, job_id: str, caller: Caller, submission: Submission, quota_skip: str | None) -> Job:
+        plan, costs, decision = self._plan(caller, submission, quota_skip)
         _require_runnable(plan)
         problem = submission.problem
         options = dict(submission.options)
@@ -269,6 +336,8 @@ class JobService:
                                     request=options, plan=[step.as_dict() for step in plan],
                                     fingerprint=fingerprint(problem), cost_estimate=job_cost_estimate(plan, costs),
                                     problem_class=problem_class(problem))
+        if decision is not None:  # the audit names the policy that planned the job, and what it decided
+            events[0][1]["policy"] = {"sha256": decision.bundle_sha256, "reasons": decision.reasons()}
         if submission.options.get("callback_url") and submission.budget_ms > self.config.sync_threshold_ms:
             job.webhook = model.awaiting_webhook(job_id)
         outlooks = self._outlooks(job) if self.signals is not None else None
@@ -276,9 +345,25 @@ class JobService:
         if fallback.passed_over_only(job):
             raise self._busy(job, outlooks or {})
         publish = self._publisher(job)
+        guards = self._qpu_guards(caller, submission, costs) if job.current and job.current.lane == "qpu" else []
+        writes = publish
+        if guards:
+            assert self.spend is not None
+            spend, ttl = self.spend, self.store.ttl_s
+
+            def writes(pipe: Any) -> None:  # the reservation rides in the admission script, after its guards
+                spend.reserve(pipe, job_id, caller.tenant, guards, ttl)
+                if publish is not None:
+                    publish(pipe)
         limit = self.config.max_active_jobs_per_tenant
-        if not self.store.create(job, problem.model_dump(mode="json", exclude_none=True), events + dispatched,
-                                 also=publish, max_active=limit):
+        try:
+            created = self.store.create(job, problem.model_dump(mode="json", exclude_none=True), events + dispatched,
+                                        also=writes, max_active=limit, guards=guards)
+        except GuardRefused as refused:
+            assert self.spend is not None
+            guard = guards[refused.index]
+            raise _ReservationRaced(quota_reason(guard, self.spend.used(guard))) from None
+        if not created:
             raise QuotaExceeded(f"quota: at most {limit} unfinished jobs per tenant", retry_after_s=5)
         if publish is None:
             self._enqueue(job)
@@ -484,10 +569,34 @@ def _calibration_reference(snapshot: dict[str, Any] | None) -> dict[str, Any] | 
             "last_update_date": snapshot.get("last_update_date")}
 
 
+class _ReservationRaced(Exception):
+    """Other submits reserved the allowance between the plan's look and the admission script."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _renumber(plan: list[PlanStep]) -> list[PlanStep]:
+    """Try reasons after a lane was skipped late: the first lane tried is the ``first lane``."""
+    out, first = [], True
+    for step in plan:
+        if step.action == "try":
+            out.append(PlanStep(step.lane, "try", "first lane" if first else "fallback"))
+            first = False
+        else:
+            out.append(step)
+    return out
+
+
 def _require_runnable(plan: list[PlanStep]) -> None:
     if any(step.action == "try" for step in plan):
         return
     reasons = [{"loc": ["plan", step.lane], "msg": step.reason} for step in plan]
+    quota = [step for step in plan if step.reason.startswith("quota:")]
+    if quota:  # the qpu lane was the only one, and its allowance does not hold the estimate: 429
+        window = "m" if "this month" in quota[0].reason else "d"
+        raise QuotaExceeded(quota[0].reason, reasons=reasons, retry_after_s=seconds_to_next(window, time.time()))
     if any(step.reason.startswith("health:") for step in plan):
         raise NoLaneAvailable("no live worker can take this problem now", reasons=reasons, retry_after_s=5)
     raise NoLaneCanSolve("no lane can solve this problem", reasons=reasons)

@@ -114,6 +114,9 @@ class RedisCollector(Collector):
             "breaker": CounterMetricFamily("qgate_breaker_transitions",
                                            "Lane circuit breaker transitions, by lane and the state entered",
                                            labels=["lane", "to_state"]),
+            "policy_reload_failures": CounterMetricFamily(
+                "qgate_policy_reload_failures", "Policy files that changed but could not be loaded (the last good "
+                "policy stayed in force)", labels=[]),
             "audit_quarantined": CounterMetricFamily(
                 "qgate_audit_quarantined", "Events the audit log could not hold, moved to the dead-letter stream",
                 labels=[]),

@@ -12,6 +12,7 @@ from typing import Any, Callable
 import structlog
 
 from workers.connections import get_redis
+from jobs.spend import SpendSettlement
 from jobs.store import JobStore
 from routing.faults import FaultBoard, LaneFault
 from routing.predict import PredictConfig
@@ -109,7 +110,7 @@ def job_service() -> JobService:
     settings = get_settings()
     rollups.configure(settings.history_days)
     signals = LaneSignals(get_redis(), PredictConfig.of(settings))
-    return JobService(JobStore(get_redis(), settings.job_ttl_s, signals.observers()),
+    return JobService(JobStore(get_redis(), settings.job_ttl_s, [*signals.observers(), SpendSettlement()]),
                       CeleryEnqueuer(settings.lease_grace_ms), ServiceConfig.of(settings), log=log, signals=signals)
 
 

@@ -97,7 +97,7 @@ def test_lanes_without_scope_are_skipped_with_the_reason(stack: Stack) -> None:
     limited = stack.token(stack.create_client("acme", "quantum:solve solver:sim"))
     reply = stack.solve(limited, {"problem": problems.circuit()}, budget_ms=1000)
     assert reply.status_code == 200, reply.text
-    assert reply.json()["plan"][0] == {"lane": "qpu", "action": "skip", "reason": "scope: the client lacks solver:qpu"}
+    assert reply.json()["plan"][0] == {"lane": "qpu", "action": "skip", "reason": "policy: scope: the client lacks solver:qpu"}
     assert reply.json()["solver"]["lane"] == "sim"
     no_lane = stack.solve(limited, {"problem": problems.tsp(6)}, budget_ms=1000)  # 25 qubits: beyond QAOA
     assert no_lane.status_code == 422 and no_lane.json()["error"] == "no lane can solve this problem"

@@ -211,6 +211,22 @@ def usage_is_own_tenant(ctx: Tenants, method: str, rule: str) -> None:
     assert sum(row["jobs"] for row in own) >= 1  # positive control: A's finished job is counted
 
 
+def spend_limits_are_own_tenant(ctx: Tenants, method: str, rule: str) -> None:
+    """B sees only B's allowances (even with ops:read, unless it asks), and ``tenant=<A>`` needs ops:read."""
+    ctx.stack.cli("limits", "set", "--tenant", ctx.a["tenant"], "--qpu-usd-per-day", "7")
+    ctx.stack.cli("limits", "set", "--tenant", ctx.b["tenant"], "--qpu-usd-per-day", "3")
+    reply = ctx.call(method, rule, ctx.token_b)
+    assert reply.status_code == 200, reply.text
+    ctx.assert_no_leak(reply, f"{method} {rule} as B")
+    assert {row["tenant"] for row in reply.json()["limits"]} == {ctx.b["tenant"]}
+    plain = ctx.stack.create_client(ctx.b["tenant"], "quantum:solve")
+    refused = ctx.call(method, rule, ctx.stack.token(plain), params={"tenant": ctx.a["tenant"]})
+    assert refused.status_code == 403, refused.text
+    ctx.assert_no_leak(refused, f"{method} {rule} as B without ops:read")
+    own = ctx.call(method, rule, ctx.token_a).json()["limits"]
+    assert [row["allowance"] for row in own if row["window"] == "day"] == [7]  # positive control
+
+
 EXPECTATIONS: dict[tuple[str, str], Check] = {
     ("POST", "/oauth/token"): own_token_only,
     ("GET", "/.well-known/jwks.json"): no_leak(),
@@ -233,6 +249,7 @@ EXPECTATIONS: dict[tuple[str, str], Check] = {
     ("GET", "/metrics"): no_leak(),
     ("GET", "/openapi.json"): no_leak(),
     ("GET", "/api/v1/usage"): usage_is_own_tenant,
+    ("GET", "/api/v1/usage/limits"): spend_limits_are_own_tenant,
     ("GET", "/dashboard/login"): no_leak(),
     ("GET", "/dashboard/static/<path:filename>"): lambda ctx, method, rule: no_leak()(ctx, method, _path(rule, ctx)),
     ("POST", "/dashboard/login"): console_needs_a_session,

@@ -1,0 +1,163 @@
+"""The policy engine: a Rego policy and its data, compiled once per process, evaluated per distinct input.
+
+A ``PolicyBundle`` is the policy's modules and data with their sha256 (what the audit names). ``evaluate``
+runs the prebuilt query ``data.qgate.policy.decision`` under a lock (one regopy interpreter is not safe to
+share between threads) and caches decisions by the input's canonical JSON: most submits repeat a handful
+of (tenant, scopes, request, lane cost) inputs, so the interpreter runs once per distinct one.
+No Flask, Celery or settings here: paths and values come from the caller.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import regopy
+
+QUERY = "decision := data.qgate.policy.decision"
+DEFAULT_POLICY = Path(__file__).with_name("qgate.rego")
+DEFAULT_DATA = Path(__file__).with_name("data.json")
+CACHE_SIZE = 4096
+TEST_RULE = re.compile(r"^(test_[A-Za-z0-9_]*)\b", re.M)
+PACKAGE = re.compile(r"^package\s+([A-Za-z0-9_.]+)", re.M)
+
+
+class PolicyError(ValueError):
+    """A policy or its data cannot be read, compiled or evaluated."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the policy said: a whole-request refusal (403) or None, and per lane the reasons it may not be
+    used (``access``: checked before the lane's capability; ``budget``: after its health)."""
+
+    refusal: str | None
+    access: Mapping[str, tuple[str, ...]]
+    budget: Mapping[str, tuple[str, ...]]
+    bundle_sha256: str
+
+    def reasons(self) -> list[str]:
+        return [f"{lane}: {r}" for part in (self.access, self.budget) for lane, rs in part.items() for r in rs]
+
+
+def _modules(path: Path) -> dict[str, str]:
+    """The policy's modules: ``path`` itself, or every ``.rego`` in it that is not a test."""
+    try:
+        if path.is_dir():
+            return {p.name: p.read_text() for p in sorted(path.glob("*.rego")) if not p.name.endswith("_test.rego")}
+        return {path.name: path.read_text()}
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def _data(path: Path) -> dict[str, Any]:
+    try:
+        document = json.loads(path.read_text())
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot read ({exc.strerror})") from None
+    except ValueError as exc:
+        raise PolicyError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(document, dict) or not isinstance(document.get("qgate"), dict):
+        raise PolicyError(f"{path}: want an object with the key 'qgate'")
+    return document
+
+
+def _interpreter(modules: Mapping[str, str], data: Mapping[str, Any]) -> regopy.Interpreter:
+    rego = regopy.Interpreter()
+    try:
+        for name, source in modules.items():
+            rego.add_module(name, source)
+        rego.add_data_json(json.dumps(data))
+    except regopy.RegoError as exc:
+        raise PolicyError(f"policy does not compile: {str(exc)[:500]}") from None
+    return rego
+
+
+@dataclass
+class PolicyBundle:
+    modules: Mapping[str, str]
+    data: Mapping[str, Any]
+    sha256: str
+    origin: str
+    _rego: Any = field(default=None, repr=False)
+    _query: Any = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _cache: "OrderedDict[str, Decision]" = field(default_factory=OrderedDict, repr=False)
+
+    @classmethod
+    def load(cls, policy_path: Path, data_path: Path) -> "PolicyBundle":
+        """Read, compile and smoke-test a policy; PolicyError says what is wrong."""
+        modules, data = _modules(policy_path), _data(data_path)
+        if not modules:
+            raise PolicyError(f"{policy_path}: no .rego module")
+        digest = hashlib.sha256()
+        for name, source in sorted(modules.items()):
+            digest.update(f"{len(name)}:{name}{len(source)}:{source}".encode())
+        digest.update(json.dumps(data, sort_keys=True, separators=(",", ":")).encode())
+        bundle = cls(modules, data, digest.hexdigest(), f"{policy_path} + {data_path}")
+        bundle._rego = _interpreter(modules, data)
+        try:
+            bundle._query = bundle._rego.build(QUERY)
+        except regopy.RegoError as exc:
+            raise PolicyError(f"policy does not compile: {str(exc)[:500]}") from None
+        bundle.evaluate(SMOKE_INPUT)  # a policy that cannot decide is not loaded
+        return bundle
+
+    def evaluate(self, policy_input: Mapping[str, Any]) -> Decision:
+        key = json.dumps(policy_input, sort_keys=True, separators=(",", ":"))
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                return hit
+            self._rego.set_input_term(key)
+            output = self._rego.query_bundle(self._query)
+            decision = self._decision(output)
+            self._cache[key] = decision
+            if len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+            return decision
+
+    def _decision(self, output: Any) -> Decision:
+        try:
+            value = json.loads(str(output))["bindings"]["decision"]
+            access = {lane: tuple(map(str, rs)) for lane, rs in value["access"].items()}
+            budget = {lane: tuple(map(str, rs)) for lane, rs in value["budget"].items()}
+            refusal = value.get("refusal")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise PolicyError(f"the policy gave no decision ({type(exc).__name__}): {str(output)[:300]}") from None
+        return Decision(None if refusal is None else str(refusal), access, budget, self.sha256)
+
+
+SMOKE_INPUT = {"tenant": "-", "scopes": [], "request": {"solver": "auto", "cost_tier": "standard", "metadata": {}},
+               "lanes": {lane: {"cost_usd": 0.0, "provider": None, "region": "local"}
+                         for lane in ("qpu", "sim", "heuristic")},
+               "config": {"standard_tier_max_usd": 0.0}}
+
+
+def run_tests(policy_path: Path, data_path: Path, test_paths: list[Path]) -> list[tuple[str, bool]]:
+    """Every ``test_`` rule of the test modules, evaluated against the policy and data: (name, passed)."""
+    modules = _modules(policy_path) if not policy_path.is_dir() else {
+        p.name: p.read_text() for p in sorted(policy_path.glob("*.rego"))}
+    for path in test_paths:
+        modules[path.name] = path.read_text()
+    rego = _interpreter(modules, _data(data_path))
+    results = []
+    for source in modules.values():
+        package = PACKAGE.search(source)
+        if package is None:
+            continue
+        for name in dict.fromkeys(TEST_RULE.findall(source)):
+            try:
+                output = json.loads(str(rego.query(f"data.{package.group(1)}.{name}")))
+                passed = output.get("expressions") == [True]
+            except (regopy.RegoError, ValueError):
+                passed = False
+            results.append((f"{package.group(1)}.{name}", passed))
+    return results
