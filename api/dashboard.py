@@ -272,11 +272,16 @@ def _last_verification() -> dict[str, Any] | None:
 
 
 @bp.post("/dashboard/audit/verify")
-@operator_page
 def audit_verify() -> Any:
     """Verify the whole log now (the chain, every checkpoint's root and signature), keep the result for the
-    page (and other operators), and show it. CSRF-checked; needs audit:read, as the API's verify does."""
+    page (and other operators), and show it. CSRF-checked first (a POST without the session's token is a
+    403, as sign-out is); needs audit:read, as the API's verify does."""
     console_session.check_csrf()
+    return _run_verification()
+
+
+@operator_page
+def _run_verification() -> Any:
     if VERIFY_SCOPE not in g.principal.scopes:
         raise ApiError(403, f"verifying the audit log needs the {VERIFY_SCOPE} scope")
     started = time.time()
