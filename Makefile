@@ -22,6 +22,7 @@ run: install
 test: install
 	@scripts/ensure-redis --binary
 	@scripts/ensure-chromium
+	@scripts/ensure-promtool
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 unit: install

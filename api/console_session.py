@@ -30,6 +30,9 @@ from audit.channel import emit
 
 COOKIE = "qgate_console"
 CONSOLE_SCOPE = "ops:read"
+# Scopes the console's token carries besides ops:read when the client holds them: audit:read lets the
+# audit page run a verification (as GET /api/v1/audit/verify requires).
+CONSOLE_EXTRA_SCOPES = ("audit:read",)
 
 
 def session_key(sid: str) -> str:
@@ -109,7 +112,8 @@ def sign_in(client_id: str, secret: str) -> Principal:
         raise SignInRefused(403, f"this client has no {CONSOLE_SCOPE} scope: the console is for operators")
     settings = svc.settings
     token = issue_token(svc.signing_key, issuer=settings.issuer, audience=settings.audience,
-                        client_id=client.client_id, tenant=client.tenant, scopes=[CONSOLE_SCOPE],
+                        client_id=client.client_id, tenant=client.tenant,
+                        scopes=[CONSOLE_SCOPE, *[scope for scope in CONSOLE_EXTRA_SCOPES if scope in client.scopes]],
                         ttl_s=settings.token_ttl_s)
     emit(svc.redis, "token.issued", tenant=client.tenant, client_id=client.client_id, scope=CONSOLE_SCOPE,
          via="console")

@@ -21,7 +21,11 @@ from api.errors import ApiError, bad_query
 from api.services import services
 from jobs import model
 from jobs.store import job_key
+from audit.verify import verify_file
+from routing.breaker import Breaker, breaker_key
 from routing.health import lane_statuses, live_workers
+from routing.predict import Outlook, PredictConfig, outlook
+from routing.telemetry import LaneTelemetry, Stats
 from solvers.registry import LANES, lane_queues
 from telemetry import history, rollups
 
@@ -128,8 +132,29 @@ def overview() -> Any:
     live = live_workers(client, now)
     depth = {lane: sum(client.llen(queue) for queue in lane_queues(lane)) for lane in LANES}
     chart = json.dumps(_series(client, window, now))
+    breakers, outlooks = lane_outlooks(client, depth, {lane: len(live.get(lane, [])) for lane in LANES}, now)
     return render_template("dashboard/overview.html", page="overview", window=window, windows=history.WINDOWS,
-                           summary=summary, statuses=statuses, live=live, depth=depth, chart=chart, lanes=LANES)
+                           summary=summary, statuses=statuses, live=live, depth=depth, chart=chart, lanes=LANES,
+                           breakers=breakers, outlooks=outlooks, now=now)
+
+
+def lane_outlooks(client: Any, depth: dict[str, int], workers: dict[str, int],
+                  now: float) -> tuple[dict[str, Breaker], dict[str, Outlook]]:
+    """Each lane's breaker and its predicted queue wait over all problem classes, read-only: unlike the
+    planner's ``LaneSignals.outlooks`` this never claims a half-open probe or a telemetry refresh."""
+    config = PredictConfig.of(services().settings)
+    pipe = client.pipeline(transaction=False)
+    for lane in LANES:
+        pipe.get(breaker_key(lane))
+        LaneTelemetry.read(pipe, lane, None)
+    replies = pipe.execute()
+    breakers, looks = {}, {}
+    for i, lane in enumerate(LANES):
+        breaker_raw, _, lane_raw = replies[i * 3:(i + 1) * 3]
+        breakers[lane] = Breaker.loads(breaker_raw)
+        stats = Stats.of(lane_raw)
+        looks[lane] = outlook(lane, stats, stats, depth.get(lane, 0), workers.get(lane, 0), now, config)
+    return breakers, looks
 
 
 # -- jobs ----------------------------------------------------------------------------------------------
@@ -233,4 +258,35 @@ def tenants() -> Any:
 @bp.get("/dashboard/audit")
 @operator_page
 def audit() -> Any:
-    return render_template("dashboard/audit.html", page="audit", state=audit_state(), now=time.time())
+    return render_template("dashboard/audit.html", page="audit", state=audit_state(), now=time.time(),
+                           last_verify=_last_verification(), can_verify=VERIFY_SCOPE in g.principal.scopes)
+
+
+VERIFY_SCOPE = "audit:read"  # as GET /api/v1/audit/verify (api/audit.py)
+LAST_VERIFY = "qgate:console:audit:last_verification"
+
+
+def _last_verification() -> dict[str, Any] | None:
+    raw = services().redis.get(LAST_VERIFY)
+    return json.loads(raw) if raw else None
+
+
+@bp.post("/dashboard/audit/verify")
+def audit_verify() -> Any:
+    """Verify the whole log now (the chain, every checkpoint's root and signature), keep the result for the
+    page (and other operators), and show it. CSRF-checked first (a POST without the session's token is a
+    403, as sign-out is); needs audit:read, as the API's verify does."""
+    console_session.check_csrf()
+    return _run_verification()
+
+
+@operator_page
+def _run_verification() -> Any:
+    if VERIFY_SCOPE not in g.principal.scopes:
+        raise ApiError(403, f"verifying the audit log needs the {VERIFY_SCOPE} scope")
+    started = time.time()
+    result = verify_file(services().settings.audit_path).as_dict()
+    record = {**result, "at": model.iso(started), "seconds": round(time.time() - started, 3),
+              "by": g.principal.client_id}
+    services().redis.set(LAST_VERIFY, json.dumps(record))
+    return redirect(url_for("dashboard.audit"), 303)

@@ -34,7 +34,7 @@ from audit.checkpoints import CheckpointStore, checkpoint_body, sign_checkpoint
 from audit.keys import KEYRING, Keyring, signer_from_file
 from audit.note import Checkpoint, parse_checkpoint
 from settings import Settings
-from telemetry.metrics import COUNTERS
+from telemetry.metrics import AUDIT_CHECKPOINT_AT, COUNTERS, GAUGES
 
 log = structlog.get_logger("qgate.audit")
 CONSUMER = "audit-writer"
@@ -158,6 +158,10 @@ class AuditWriter:
         self.guard()
         self.checkpoints.save(size, signer.kid, sign_checkpoint(body, signer))
         self.checkpointed, self.checkpointed_at = size, time.monotonic()
+        try:  # for /metrics (qgate_audit_checkpoint_age_seconds): the ingress may not see the log's disk
+            self.redis.hset(GAUGES, AUDIT_CHECKPOINT_AT, time.time())
+        except redis_lib.RedisError:
+            pass
         log.info("audit_checkpoint", size=size, kid=signer.kid)
 
 
@@ -278,6 +282,14 @@ def _serve(redis: Any, settings: Settings, lock: Any, stop: threading.Event) -> 
         log.info("audit_writer_stopped", next_seq=writer.chain.size)
 
 
+def _count_append_failure(redis: Any) -> None:
+    """qgate_audit_append_failures: counted (best effort) before the process ends on a failed write."""
+    try:
+        redis.hincrby(COUNTERS, "audit_append_failures", 1)
+    except redis_lib.RedisError:
+        pass
+
+
 def run(redis: Any, settings: Settings, stop: threading.Event | None = None) -> None:
     """Be the writer, or a standby until the writer's lock is free, until ``stop`` is set.
 
@@ -291,6 +303,9 @@ def run(redis: Any, settings: Settings, stop: threading.Event | None = None) -> 
             return
         try:
             _serve(redis, settings, lock, stop)
+        except OSError:
+            _count_append_failure(redis)
+            raise
         except LockLost as exc:
             log.warning("audit_writer_standby", reason=str(exc))
         except redis_lib.RedisError as exc:

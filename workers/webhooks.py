@@ -21,6 +21,7 @@ from jobs.store import JobStore
 from orchestrator.deliveries import DeliveryService
 from settings import get_settings
 from webhooks import config
+from telemetry.metrics import count_webhook
 from workers.app import app
 from workers.connections import get_redis
 
@@ -51,7 +52,12 @@ def delivery_service() -> DeliveryService:
 def deliver(job_id: str, token: int) -> str:
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(job_id=job_id)
-    return delivery_service().deliver(job_id, token)
+    outcome = delivery_service().deliver(job_id, token)
+    try:
+        count_webhook(get_redis(), outcome)
+    except Exception:  # a counter must never turn a recorded delivery into a retried task
+        log.warning("webhook_outcome_not_counted", outcome=outcome)
+    return outcome
 
 
 def sweep_forever(name: str, stop: threading.Event) -> None:

@@ -15,6 +15,7 @@ this test fails, it never skips.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -98,7 +99,7 @@ def _lane_finished(page: Page) -> dict[str, int]:
 
 def test_the_console_in_a_real_browser(console_stack: Stack, browser: Browser, artefacts: Path) -> None:
     stack = console_stack
-    operator = stack.create_client("ops", "ops:read")
+    operator = stack.create_client("ops", "ops:read audit:read")
     tenant = stack.create_client("bu-corp", "quantum:solve solver:qpu solver:sim solver:heuristic tier:premium")
     outsider = stack.create_client("bu-corp", "quantum:solve audit:read")
     tenant_token, ops_token = stack.token(tenant), stack.token(operator)
@@ -136,6 +137,11 @@ def test_the_console_in_a_real_browser(console_stack: Stack, browser: Browser, a
     cookie = next(c for c in context.cookies() if c["name"] == "qgate_console")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/dashboard"
     assert _lane_finished(page) == api_lane_jobs
+    for lane in ("qpu", "sim", "heuristic"):  # breaker state as the ops API reports it; a predicted wait cell
+        api_breaker = requests.get(f"{stack.url}/api/v1/ops/lanes/{lane}/canary", headers=stack.headers(ops_token),
+                                   timeout=10).json()["breaker"]["state"]
+        assert page.inner_text(f"#lanes tr[data-lane={lane}] td.breaker").startswith(api_breaker.replace("_", "-"))
+        assert page.locator(f"#lanes tr[data-lane={lane}] td.predicted-wait").count() == 1
     page.wait_for_selector("#chart .uplot")
     page.screenshot(path=str(artefacts / "overview.png"), full_page=True)
 
@@ -148,6 +154,7 @@ def test_the_console_in_a_real_browser(console_stack: Stack, browser: Browser, a
     assert page.locator("#attempts tr.attempt").count() == len(qpu_job["attempts"])
     assert qpu_job["attempts"][0]["outcome"] in page.inner_text("#attempts")
     assert f"{qpu_job['cost_estimate']['usd']:.6f}" in page.inner_text("#job-cost")
+    assert len(qpu_job.get("deliveries") or []) == page.locator("#deliveries td.status").count()
     page.screenshot(path=str(artefacts / "job.png"), full_page=True)
 
     page.goto(stack.url + "/dashboard/tenants?meta=business_unit")
@@ -158,6 +165,18 @@ def test_the_console_in_a_real_browser(console_stack: Stack, browser: Browser, a
     page.goto(stack.url + "/dashboard/audit")
     assert "entries" in page.inner_text("#log-size")
     page.screenshot(path=str(artefacts / "audit.png"), full_page=True)
+    # "Verify now": a CSRF-checked POST that runs audit/verify.py over the log and shows its result.
+    forged = context.request.post(stack.url + "/dashboard/audit/verify", form={"csrf_token": "forged"},
+                                  max_redirects=0)
+    assert forged.status == 403 and stack.redis().get("qgate:console:audit:last_verification") is None
+    page.click("#verify-now")
+    page.wait_for_selector("#last-verification strong")
+    shown = page.inner_text("#last-verification")
+    api_verify = requests.get(stack.url + "/api/v1/audit/verify", headers=stack.headers(ops_token), timeout=30).json()
+    assert api_verify["valid"] and "valid" in shown and "INVALID" not in shown
+    shown_entries = int(re.search(r"(\d+) entries", shown).group(1))
+    assert 0 < shown_entries <= api_verify["entries"]
+    page.screenshot(path=str(artefacts / "audit-verified.png"), full_page=True)
 
     # History (and the session) survive a restart of the web process and of Redis.
     stack.web.stop()

@@ -259,6 +259,7 @@ EXPECTATIONS: dict[tuple[str, str], Check] = {
     ("GET", "/dashboard/jobs/<job_id>"): console_needs_a_session,
     ("GET", "/dashboard/tenants"): console_needs_a_session,
     ("GET", "/dashboard/audit"): console_needs_a_session,
+    ("POST", "/dashboard/audit/verify"): console_needs_a_session,
 }
 
 

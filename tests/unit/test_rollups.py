@@ -166,9 +166,11 @@ def test_prometheus_histograms_are_cumulative_and_fleet_wide(store: JobStore) ->
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RedisCollector(store.redis, lambda _: {lane: [] for lane in LANES}))
     text = generate_latest(registry).decode()
-    assert 'qgate_job_duration_seconds_count{lane="heuristic"} 2.0' in text
-    assert 'qgate_attempt_duration_seconds_bucket{lane="heuristic",le="+Inf"} 2.0' in text
-    assert 'qgate_queue_wait_seconds_bucket{lane="heuristic",le="0.001"}' in text
+    labels = 'kind="tsp",lane="heuristic",outcome="succeeded"'
+    assert f'qgate_job_duration_seconds_count{{{labels}}} 2.0' in text
+    assert 'qgate_attempt_duration_seconds_bucket{kind="tsp",lane="heuristic",le="+Inf",outcome="succeeded"} 2.0' in text
+    assert 'qgate_queue_wait_seconds_bucket{kind="tsp",lane="heuristic",le="0.001",outcome="succeeded"}' in text
+    assert 'qgate_jobs_budget_total{budget="met",lane="heuristic"} 2.0' in text
     buckets = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith('qgate_job_duration_seconds_bucket{lane="heuristic"')]
+               if line.startswith('qgate_job_duration_seconds_bucket{kind="tsp",lane="heuristic",')]
     assert buckets == sorted(buckets) and len(buckets) == len(BOUNDS_MS) + 1
