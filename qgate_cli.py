@@ -113,7 +113,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     try:
         record, problem = _replay_inputs(args)
-        adapter = _qpu_adapter() if record["solver"].get("lane") == "qpu" else None
+        adapter = _qpu_adapter(record) if record["solver"].get("lane") == "qpu" else None
         report = replay(problem, fingerprint_=record["fingerprint"], solver=record["solver"],
                         provenance=record["provenance"], result=record["result"],
                         time_limit_s=max(1.0, (record.get("budget_ms") or 30_000) / 1000), adapter=adapter,
@@ -170,9 +170,14 @@ def _replay_inputs(args: argparse.Namespace) -> tuple[dict, dict]:
     return record_from_receipt(receipt), problem
 
 
-def _qpu_adapter():  # type: ignore[no-untyped-def]
+def _qpu_adapter(record: dict):  # type: ignore[no-untyped-def]
+    """The device the job ran on: an emulated one by its name, else the configured provider's."""
+    from solvers.qpu import EmulatedQpu
     from workers.attempt import solvers_for
 
+    backend = str((record["provenance"].get("solver_details") or {}).get("backend") or "")
+    if backend.startswith("fake_"):
+        return EmulatedQpu(backend)
     return solvers_for("qpu")[0].adapter
 
 

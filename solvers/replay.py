@@ -101,8 +101,9 @@ def replay_solver(solver: dict[str, Any], details: dict[str, Any], adapter: Any 
 
 
 def _qaoa_options(candidate: Any, quantum: dict[str, Any]) -> dict[str, Any]:
-    """The QAOA search of the record: its layers and planned evaluations, and where the clock stopped it."""
-    options: dict[str, Any] = {"max_evaluations": int(quantum["planned_evaluations"])}
+    """The QAOA run of the record: its shots, layers and planned evaluations, and where the clock stopped it."""
+    options: dict[str, Any] = {"max_evaluations": int(quantum["planned_evaluations"]),
+                               "shots": int(quantum["shots"])}
     if quantum.get("stopped_by") == "time":
         options["stop_after_evaluations"] = int(quantum["optimizer_evaluations"])
     if hasattr(candidate, "adapter"):

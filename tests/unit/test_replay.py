@@ -120,3 +120,13 @@ def test_a_receipt_gives_the_fingerprint_solver_provenance_and_answer() -> None:
     assert record["fingerprint"] == "sha256:ab" and record["budget_ms"] == 3000 and record["result"] == {"bits": [1]}
     with pytest.raises(ValueError, match="only a job that succeeded"):
         record_from_receipt({"job_id": "j", "entries": receipt["entries"][:1]})
+
+
+def test_a_job_on_the_emulated_device_replays_identically() -> None:
+    from solvers.qpu import EmulatedQpu
+    from solvers.qpu_qaoa import QpuQaoaSolver
+
+    record = served(QpuQaoaSolver(EmulatedQpu("fake_manila"), shots=128), QUBO, seed=9)
+    report = replay(QUBO, time_limit_s=120, adapter=EmulatedQpu("fake_manila"), **record)
+    assert report.identical, report.differences
+    assert any("emulated device fake_manila" in line for line in report.caveats)
