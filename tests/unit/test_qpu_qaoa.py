@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
 from routing.estimates import lane_costs
 from solvers.base import LaneLimits, SolverRefused
 from solvers.capability import QPU_NOISE_BUDGET, QPU_QAOA_SHOTS, check_qpu_qaoa, qpu_useful_two_qubit_gates
+from solvers.encodings import encode
 from solvers.problems import parse_problem
 from solvers.qpu import EmulatedQpu
 from solvers.qpu_qaoa import QpuQaoaSolver, counts_to_indices
@@ -95,3 +98,14 @@ def test_a_circuit_deeper_than_the_device_allows_is_refused_after_transpiling() 
     solver = QpuQaoaSolver(EmulatedQpu("fake_guadalupe", max_depth=5), shots=64)
     with pytest.raises(SolverRefused, match="after transpiling to fake_guadalupe"):
         solver.solve(parse_problem(dense_qubo(4)), time_limit_s=20, seed=1)
+
+
+def test_a_device_job_still_queued_at_the_time_limit_is_cancelled_at_the_provider() -> None:
+    adapter = EmulatedQpu("fake_manila", queue_delay_s=60.0)
+    solver = QpuQaoaSolver(adapter, shots=64)
+    problem = parse_problem(dense_qubo(3))
+    solver.angles.optimise_angles(encode(problem), 60, time.perf_counter() + 60)  # warm, as a worker is
+    with pytest.raises(TimeoutError, match="cancelled"):
+        solver.solve(problem, time_limit_s=4, seed=1)
+    (handle,) = list(adapter.jobs._entries)
+    assert adapter.poll(handle) == "cancelled"
