@@ -36,6 +36,7 @@ bench: install
 	$(BIN)/python -m bench.solvers $(BENCH_SOLVERS_ARGS)
 	$(BIN)/python -m bench.milp $(BENCH_MILP_ARGS)
 	$(BIN)/python -m bench.brownout $(BENCH_BROWNOUT_ARGS)
+	$(BIN)/python -m bench.qpu_depth --max-reps 8 $(BENCH_QPU_DEPTH_ARGS)
 
 # Chaos drills under a steady load (Redis restarted, paused, kill -9; a lane worker, the audit writer and
 # the watchdog hurt): prints per drill accepted, ended, stuck, duplicated, audit events missing.

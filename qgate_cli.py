@@ -107,6 +107,80 @@ def _audit_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay(args: argparse.Namespace) -> int:
+    """Re-run a finished job; exit 0 when the answer is identical, 1 when it differs, 2 when refused."""
+    from solvers.replay import FingerprintMismatch, NotReplayable, replay
+
+    try:
+        record, problem = _replay_inputs(args)
+        adapter = _qpu_adapter(record) if record["solver"].get("lane") == "qpu" else None
+        report = replay(problem, fingerprint_=record["fingerprint"], solver=record["solver"],
+                        provenance=record["provenance"], result=record["result"],
+                        time_limit_s=max(1.0, (record.get("budget_ms") or 30_000) / 1000), adapter=adapter,
+                        job_id=record.get("job_id"))
+    except (FingerprintMismatch, NotReplayable, ValueError, OSError) as exc:
+        if args.json:
+            print(json.dumps({"identical": False, "refused": str(exc)}))
+        print(f"qgate: replay refused: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report.as_dict()))
+    else:
+        print(f"{'identical' if report.identical else 'DIFFERS'}: job {report.job_id} on "
+              f"{report.solver.get('lane')}/{report.solver.get('id')} {report.solver.get('version')}, seed {report.seed}")
+        for line in report.differences:
+            print(f"  difference: {line}")
+        for line in report.caveats:
+            print(f"  note: {line}")
+    return 0 if report.identical else 1
+
+
+def _replay_inputs(args: argparse.Namespace) -> tuple[dict, dict]:
+    """The job's record and problem: from Redis for a job id, from the files for an auditor."""
+    if args.job_id:
+        from jobs.store import JobStore
+        from settings import get_settings
+        from workers.connections import get_redis
+
+        store = JobStore(get_redis(), get_settings().job_ttl_s)
+        job = store.get(args.job_id)
+        if job is None:
+            raise ValueError(f"no job {args.job_id!r} (unknown, or expired after QGATE_JOB_TTL_S)")
+        if job.status != "succeeded" or job.solver is None:
+            raise ValueError(f"job {args.job_id} {job.status}: only a job that succeeded can be replayed")
+        raw = store.canonical_problem(job.provenance.fingerprint)
+        problem = json.loads(raw) if raw else store.problem(args.job_id)
+        if problem is None:
+            raise ValueError(f"the problem of job {args.job_id} is no longer stored")
+        record = {"job_id": job.job_id, "fingerprint": job.provenance.fingerprint, "budget_ms": job.latency_budget_ms,
+                  "solver": job.solver, "provenance": job.provenance.model_dump(), "result": job.result or {}}
+        return record, problem
+    from audit.note import parse_vkey
+    from audit.receipt import verify_receipt
+    from audit.replay_record import record_from_receipt
+
+    if not (args.problem and args.receipt):
+        raise ValueError("give a JOB_ID, or both --problem FILE and --receipt FILE")
+    receipt = json.loads(Path(args.receipt).read_text())
+    if args.key:
+        verify_receipt(receipt, [parse_vkey(vkey) for vkey in args.key])
+    problem = json.loads(Path(args.problem).read_text())
+    if isinstance(problem, dict) and isinstance(problem.get("problem"), dict):
+        problem = problem["problem"]  # a whole solve body
+    return record_from_receipt(receipt), problem
+
+
+def _qpu_adapter(record: dict):  # type: ignore[no-untyped-def]
+    """The device the job ran on: an emulated one by its name, else the configured provider's."""
+    from solvers.qpu import EmulatedQpu
+    from workers.attempt import solvers_for
+
+    backend = str((record["provenance"].get("solver_details") or {}).get("backend") or "")
+    if backend.startswith("fake_"):
+        return EmulatedQpu(backend)
+    return solvers_for("qpu")[0].adapter
+
+
 def _faults(args: argparse.Namespace) -> int:
     import getpass
 
@@ -280,6 +354,14 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--seed", type=int)
     solve.add_argument("--token", help="a bearer token (else QGATE_TOKEN, or QGATE_CLIENT_ID/SECRET)")
     solve.set_defaults(func=_solve)
+
+    replay_cmd = commands.add_parser("replay", help="re-run a finished job and say whether its answer is identical")
+    replay_cmd.add_argument("job_id", nargs="?", help="a job in this gateway's Redis")
+    replay_cmd.add_argument("--problem", metavar="FILE", help="the problem JSON (an auditor's copy)")
+    replay_cmd.add_argument("--receipt", metavar="FILE", help="the job's receipt (GET /api/v1/audit/jobs/ID/receipt)")
+    replay_cmd.add_argument("--key", action="append", metavar="VKEY", help="check the receipt against this key first")
+    replay_cmd.add_argument("--json", action="store_true", help="print the report as JSON")
+    replay_cmd.set_defaults(func=_replay)
 
     faults = commands.add_parser("faults", help="fault drills of the running fleet").add_subparsers(
         dest="action", required=True)

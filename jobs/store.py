@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable, Protocol
 
 import redis
 
+from audit.canonical import canonical_json
 from audit.channel import emit
 from jobs.model import TERMINAL, Event, Job
 from telemetry.metrics import count_events
@@ -40,6 +41,11 @@ def job_key(job_id: str) -> str:
 
 def problem_key(job_id: str) -> str:
     return f"qgate:job:{job_id}:problem"
+
+
+def canonical_problem_key(fingerprint: str) -> str:
+    """The content-addressed copy of a problem: its canonical JSON under its fingerprint (``sha256:<hex>``)."""
+    return f"qgate:problem:{fingerprint}"
 
 
 def done_key(job_id: str) -> str:
@@ -119,7 +125,8 @@ class JobStore:
     def create(self, job: Job, problem: dict[str, Any], events: list[Event],
                also: Callable[[Any], None] | None = None, max_active: int | None = None,
                guards: Iterable[Any] = ()) -> bool:
-        """Store a new job, its problem and its events atomically, unless its tenant already has
+        """Store a new job, its problem (also content-addressed: `canonical_problem_key`, for replay) and
+        its events atomically, unless its tenant already has
         ``max_active`` unfinished jobs (then nothing is written and the answer is False).
 
         ``also(pipe)`` adds writes of its own (the orchestrator's first task message). The count and
@@ -130,6 +137,7 @@ class JobStore:
         pipe = self.redis.pipeline(transaction=False)  # only records the commands; the script runs them
         pipe.set(job_key(job.job_id), _dumps(job))
         pipe.set(problem_key(job.job_id), _dumps(problem))
+        pipe.set(canonical_problem_key(job.provenance.fingerprint), canonical_json(problem), ex=self.ttl_s)
         pipe.sadd(active_key(job.tenant), job.job_id)
         self._track_lease(pipe, job)
         self._schedule_webhook(pipe, job)
@@ -155,6 +163,12 @@ class JobStore:
     def problem(self, job_id: str) -> dict[str, Any] | None:
         raw = self.redis.get(problem_key(job_id))
         return json.loads(raw) if raw else None
+
+    def canonical_problem(self, fingerprint: str) -> bytes | None:
+        """The canonical JSON stored under ``fingerprint`` (kept ``ttl_s`` after the last job with it
+        ended), or None. Its SHA-256 is the fingerprint: the reader checks that, not this store."""
+        raw = self.redis.get(canonical_problem_key(fingerprint))
+        return raw.encode() if isinstance(raw, str) else raw
 
     def claim_idempotency(self, tenant: str, key: str, body_hash: str, job_id: str) -> tuple[str, str] | None:
         """Bind ``key`` to this job; if already bound, return the (job id, body hash) it was bound to."""
@@ -220,6 +234,7 @@ class JobStore:
             pipe.srem(active_key(job.tenant), job_id)
             pipe.expire(job_key(job_id), self.ttl_s)
             pipe.expire(problem_key(job_id), self.ttl_s)
+            pipe.expire(canonical_problem_key(job.provenance.fingerprint), self.ttl_s)
             pipe.rpush(done_key(job_id), job.status)
             pipe.expire(done_key(job_id), 300)
             self._schedule_webhook(pipe, job)

@@ -1,19 +1,21 @@
 """Cost estimates per lane, from the qpu price table (plain values from the settings).
 
 Classical and simulator lanes run on the gateway's own workers and cost nothing per job; the qpu lane
-costs a price per task plus a price per shot (zero for the emulated device, which is the default).
+costs a price per task plus a price per shot (zero for the emulated device, which is the default): a circuit's
+own shots, or the `QPU_QAOA_SHOTS` a qubo, tsp or assignment is sampled with there.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from solvers.capability import QAOA_KINDS, QPU_QAOA_SHOTS
 from solvers.registry import LANES
 
 
 def lane_costs(problem: Any, price_per_task_usd: float, price_per_shot_usd: float) -> dict[str, float]:
     """Each lane's estimated price for ``problem``: the qpu lane's from its price table, zero elsewhere."""
-    shots = getattr(problem, "shots", 0) or 0
+    shots = getattr(problem, "shots", 0) or (QPU_QAOA_SHOTS if problem.kind in QAOA_KINDS else 0)
     qpu = price_per_task_usd + price_per_shot_usd * shots
     return {lane: (qpu if lane == "qpu" else 0.0) for lane in LANES}
 

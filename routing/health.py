@@ -90,4 +90,4 @@ def _widest(limits: list[LaneLimits]) -> LaneLimits:
         values = [getattr(item, name) for item in limits]
         return None if any(v is None for v in values) else max(values)
 
-    return LaneLimits(top("max_qubits"), top("max_depth"), top("max_nodes"), top("max_shots"))
+    return LaneLimits(**{name: top(name) for name in LaneLimits().as_dict()})

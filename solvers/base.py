@@ -34,14 +34,18 @@ class LaneLimits:
     max_depth: int | None = None
     max_nodes: int | None = None
     max_shots: int | None = None
+    # A noisy device's useful size: two-qubit gates of a QAOA circuit before routing (`solvers.qpu_qaoa`).
+    max_two_qubit_gates: int | None = None
 
     def as_dict(self) -> dict[str, int | None]:
-        return {"max_qubits": self.max_qubits, "max_depth": self.max_depth,
-                "max_nodes": self.max_nodes, "max_shots": self.max_shots}
+        return {name: getattr(self, name) for name in _LIMITS}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "LaneLimits":
-        return cls(**{k: data.get(k) for k in ("max_qubits", "max_depth", "max_nodes", "max_shots")})
+        return cls(**{k: data.get(k) for k in _LIMITS})
+
+
+_LIMITS = ("max_qubits", "max_depth", "max_nodes", "max_shots", "max_two_qubit_gates")
 
 
 @dataclass

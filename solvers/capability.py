@@ -164,3 +164,64 @@ def check_qaoa(problem: Any, limits: LaneLimits, *, default_max_qubits: int = QA
         return Verdict.no(f"capacity: QAOA on {qubits} qubits needs ~{math.ceil(seconds)} s > "
                           f"{QAOA_MAX_EXPECTED_S:g} s")
     return Verdict.yes()
+
+
+# QAOA on the qpu lane (`solvers.qpu_qaoa`): one layer, angles searched on the statevector, so the
+# statevector's qubit cap applies too.
+QPU_QAOA_MAX_QUBITS = QAOA_DEFAULT_MAX_QUBITS
+QPU_QAOA_SHOTS = 1024
+# Where a device's errors leave noise only, as a product of its median two-qubit gate error and the QAOA
+# circuit's two-qubit gates before routing (`qpu_useful_two_qubit_gates`). Measured with
+# `python -m bench.qpu_depth` on the emulated fake_guadalupe (median CX error 0.0101): a dense 8-variable QUBO
+# with 1..8 layers, 1024 shots, sampled mean energy below uniform sampling's by 15 standard errors at 84
+# gates before routing (359 after), 3.2 at 168, 1.7 at 196 (849 after, depth 649), none at 224: 196 x 0.0101.
+QPU_NOISE_BUDGET = 1.98
+
+
+def qpu_useful_two_qubit_gates(median_two_qubit_error: float | None) -> int | None:
+    """The QAOA size (two-qubit gates before routing) beyond which a device with this median two-qubit
+    gate error returns samples indistinguishable from uniform; None when the error is unknown."""
+    if median_two_qubit_error is None or not median_two_qubit_error > 0:
+        return None
+    return int(QPU_NOISE_BUDGET / median_two_qubit_error)
+
+
+def qaoa_two_qubit_gates(problem: Any, reps: int = 1) -> int:
+    """Two-qubit gates (RZZ) of the QAOA circuit before routing: one per coupling of the encoding per layer.
+
+    Builds the encoding, so call it only once the qubits are known to be few (`qaoa_qubits`)."""
+    from solvers.encodings import encode
+
+    return len(encode(problem).qubo.interactions()) * reps
+
+
+def check_qpu_qaoa(problem: Any, limits: LaneLimits, *, shots: int = QPU_QAOA_SHOTS,
+                   device: str | None = None) -> Verdict:
+    """QAOA on a device: qubits against the device (a layout needs one physical qubit per variable) and the
+    statevector search's cap, shots against the device's, and the circuit's two-qubit gates before routing
+    against the device's useful size (``max_two_qubit_gates``, from its error rate and the measured noise
+    budget)."""
+    if problem.kind not in QAOA_KINDS:
+        return Verdict.no(f"unsupported: QAOA does not solve '{problem.kind}'")
+    where = f" on {device}" if device else ""
+    qubits = qaoa_qubits(problem)
+    if limits.max_qubits is not None and qubits > limits.max_qubits:
+        return Verdict.no(f"capacity: {qubits} qubits after layout > {limits.max_qubits}{where}")
+    if qubits > QPU_QAOA_MAX_QUBITS:
+        return Verdict.no(f"capacity: {qubits} qubits > {QPU_QAOA_MAX_QUBITS}, the most whose QAOA angles "
+                          "are optimised on the statevector (no fixed angles are used beyond it)")
+    if limits.max_shots is not None and shots > limits.max_shots:
+        return Verdict.no(f"capacity: {shots} shots > {limits.max_shots}{where}")
+    useful = limits.max_two_qubit_gates
+    if useful is not None:
+        gates = qaoa_two_qubit_gates(problem)
+        if gates > useful:
+            return Verdict.no(
+                f"capacity: QAOA needs {gates} two-qubit gates before routing > {useful}{where}: beyond that "
+                f"the device's errors leave noise only (measured on the emulated device: sampled mean energy "
+                f"indistinguishable from uniform sampling past {QPU_NOISE_BUDGET:g} / median two-qubit error)")
+    seconds = qaoa_expected_seconds(qubits, 1, QAOA_EVALUATIONS[1])
+    if seconds > QAOA_MAX_EXPECTED_S:
+        return Verdict.no(f"capacity: the QAOA angle search on {qubits} qubits needs ~{math.ceil(seconds)} s > "
+                          f"{QAOA_MAX_EXPECTED_S:g} s")
+    return Verdict.yes()

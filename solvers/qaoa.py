@@ -68,6 +68,7 @@ class _Evaluator:
     budget: int
     deadline: float
     seconds: float
+    stop_after: int | None = None
     evaluations: int = 0
     stopped_by: str = "budget"
     best_energy: float = math.inf
@@ -87,6 +88,9 @@ class _Evaluator:
         """The energy in units of the scaled Hamiltonian (what the optimiser sees)."""
         if self.evaluations >= self.budget:
             raise _Stop("budget")
+        if self.stop_after is not None and self.evaluations >= self.stop_after:
+            self.stopped_by = "replayed stop"
+            raise _Stop("replayed stop")
         if time.perf_counter() + self.seconds > self.deadline:
             self.stopped_by = "time"
             raise _Stop("time")
@@ -100,6 +104,51 @@ class _Evaluator:
             self.best_angles = np.array(angles, dtype=np.float64)
             self.best_probabilities = probabilities
         return (energy - self.mean) / self.scale
+
+
+@dataclass
+class AngleSearch:
+    """What the noiseless angle search found: the angles, their statevector probabilities and energy, and
+    how the search went (evaluations planned and used, stages, whether the clock stopped it)."""
+
+    h: np.ndarray
+    J: np.ndarray
+    scale: float
+    reps: int
+    energies: np.ndarray
+    angles: np.ndarray
+    probabilities: np.ndarray
+    expected_energy: float
+    evaluations: int
+    budget: int
+    stages: list[dict[str, Any]]
+    stopped_by: str
+    optimizer: str = "grid+COBYLA"
+
+    @property
+    def gammas(self) -> list[float]:
+        return [round(float(g), 6) for g in self.angles[:self.reps]]
+
+    @property
+    def betas(self) -> list[float]:
+        return [round(float(b), 6) for b in self.angles[self.reps:]]
+
+    def details(self) -> dict[str, Any]:
+        """The search's part of a result's ``quantum`` details (what a replay needs: the evaluations)."""
+        return {
+            "optimizer_evaluations": self.evaluations,
+            "planned_evaluations": self.budget,
+            "reps": self.reps,
+            "optimizer": self.optimizer,
+            "stages": self.stages,
+            "stopped_by": self.stopped_by,
+            "expected_energy": self.expected_energy,
+            "uniform_mean_energy": float(self.energies.mean()),
+            **_ground_state(self.probabilities, self.energies),
+            "hamiltonian_scale": self.scale,
+            "gammas": self.gammas,
+            "betas": self.betas,
+        }
 
 
 class QaoaSolver:
@@ -116,12 +165,17 @@ class QaoaSolver:
     kinds = frozenset({"qubo", "tsp", "assignment"})
 
     def __init__(self, *, shots: int = QAOA_DEFAULT_SHOTS, reps: int | None = None,
-                 max_evaluations: int | None = None, default_max_qubits: int = QAOA_DEFAULT_MAX_QUBITS) -> None:
+                 max_evaluations: int | None = None, default_max_qubits: int = QAOA_DEFAULT_MAX_QUBITS,
+                 stop_after_evaluations: int | None = None) -> None:
+        """``max_evaluations`` and ``reps`` fix the plan (otherwise it follows the time limit);
+        ``stop_after_evaluations`` ends the search after that many evaluations, as a clock that cut the
+        original run did: with both, a replay repeats a run's evaluations one for one."""
         self.version = f"qiskit-{package_version('qiskit')}+qiskit-aer-{package_version('qiskit-aer')}"
         self.shots = shots
         self.reps = reps
         self.max_evaluations = max_evaluations
         self.default_max_qubits = default_max_qubits
+        self.stop_after_evaluations = stop_after_evaluations
         self._simulator: Any = None
 
     def can_solve(self, problem: Any, limits: LaneLimits) -> Verdict:
@@ -161,54 +215,51 @@ class QaoaSolver:
 
     def solve(self, problem: Any, *, time_limit_s: float, seed: int | None) -> Solution:
         started = time.perf_counter()
-        deadline = started + time_limit_s
         verdict = self.can_solve(problem, LaneLimits())
         if not verdict.ok:
             raise SolverRefused(verdict.reason)
         encoding = encode(problem)
+        search = self.optimise_angles(encoding, time_limit_s, started + time_limit_s - self._reserve(encoding.qubo.n))
+        sampler_seed = simulator_seed(seed)
+        samples = _sample(search.probabilities, self.shots, sampler_seed)
+        best, stats = decode_samples(encoding, samples, search.energies)
+        if not best.feasible:
+            raise NoFeasibleSolution(f"infeasible: none of {self.shots} QAOA samples could be repaired into "
+                                     "an assignment within every truck's capacity")
+        details = {
+            "seed": seed,
+            "seed_sampler": sampler_seed,
+            "qubits": encoding.qubo.n,
+            "encoding": encoding.kind,
+            "penalty": encoding.penalty,
+            "repaired": not best.raw_feasible,
+            "quantum": {"shots": self.shots, **stats, **search.details()},
+            "runtime_s": round(time.perf_counter() - started, 4),
+        }
+        return Solution(result=best.result, details=details)
+
+    def optimise_angles(self, encoding: Encoding, time_limit_s: float, deadline: float) -> AngleSearch:
+        """The QAOA angles for ``encoding`` with the lowest noiseless energy found by `_optimise` before
+        ``deadline`` (``time.perf_counter``), within the evaluations planned for ``time_limit_s``.
+
+        Raises TimeoutError when not one evaluation fits. Shared with the qpu lane, which samples the
+        device at these angles instead of the statevector.
+        """
         qubo = encoding.qubo
         n = qubo.n
         reps, budget = self._plan(n, time_limit_s)
         energies = energy_vector(qubo)
         h, J, _ = to_ising(qubo)
         scale = ising_scale(h, J)
-        evaluator = self._evaluator(h, J, scale, reps, energies, budget, deadline - self._reserve(n))
+        evaluator = self._evaluator(h, J, scale, reps, energies, budget, deadline)
         stages = self._optimise(evaluator, reps, scale)
-        if evaluator.best_probabilities is None:
+        if evaluator.best_probabilities is None or evaluator.best_angles is None:
             raise TimeoutError(f"QAOA on {n} qubits: not one energy evaluation fitted in the "
                                f"{time_limit_s:g} s time limit")
-        sampler_seed = simulator_seed(seed)
-        samples = _sample(evaluator.best_probabilities, self.shots, sampler_seed)
-        best, stats = _decode_samples(encoding, samples, energies)
-        if not best.feasible:
-            raise NoFeasibleSolution(f"infeasible: none of {self.shots} QAOA samples could be repaired into "
-                                     "an assignment within every truck's capacity")
-        assert evaluator.best_angles is not None
-        details = {
-            "seed": seed,
-            "seed_sampler": sampler_seed,
-            "qubits": n,
-            "encoding": encoding.kind,
-            "penalty": encoding.penalty,
-            "repaired": not best.raw_feasible,
-            "quantum": {
-                "shots": self.shots,
-                **stats,
-                "optimizer_evaluations": evaluator.evaluations,
-                "reps": reps,
-                "optimizer": "grid+COBYLA",
-                "stages": stages,
-                "stopped_by": evaluator.stopped_by,
-                "expected_energy": evaluator.best_energy,
-                "uniform_mean_energy": float(energies.mean()),
-                **_ground_state(evaluator.best_probabilities, energies),
-                "hamiltonian_scale": scale,
-                "gammas": [round(float(g), 6) for g in evaluator.best_angles[:reps]],
-                "betas": [round(float(b), 6) for b in evaluator.best_angles[reps:]],
-            },
-            "runtime_s": round(time.perf_counter() - started, 4),
-        }
-        return Solution(result=best.result, details=details)
+        return AngleSearch(h=h, J=J, scale=scale, reps=reps, energies=energies, angles=evaluator.best_angles,
+                           probabilities=evaluator.best_probabilities, expected_energy=evaluator.best_energy,
+                           evaluations=evaluator.evaluations, budget=budget, stages=stages,
+                           stopped_by=evaluator.stopped_by)
 
     def _reserve(self, qubits: int) -> float:
         """Seconds kept back from the optimiser for sampling and decoding (measured: decoding 1024
@@ -225,7 +276,7 @@ class QaoaSolver:
         circuit = transpile(circuit, simulator, optimization_level=1, seed_transpiler=1)
         return _Evaluator(simulator, circuit, gammas, betas, energies, float(energies.mean()),
                           scale or 1.0, budget, deadline,
-                          qaoa_seconds_per_evaluation(len(h), reps))
+                          qaoa_seconds_per_evaluation(len(h), reps), self.stop_after_evaluations)
 
     def _optimise(self, evaluator: _Evaluator, reps: int, scale: float) -> list[dict[str, Any]]:
         """Grid at one layer, COBYLA at one layer, then (two layers) COBYLA on both; best angles kept.
@@ -361,7 +412,7 @@ def _rank(decoded: Decoded) -> tuple[bool, float, bool]:
     return (not decoded.feasible, decoded.cost, not decoded.raw_feasible)
 
 
-def _decode_samples(encoding: Encoding, samples: np.ndarray,
+def decode_samples(encoding: Encoding, samples: np.ndarray,
                     energies: np.ndarray) -> tuple[Decoded, dict[str, Any]]:
     """The best decoded sample by `_rank` (ties: the lowest basis-state index) and raw statistics."""
     indices, counts = np.unique(samples, return_counts=True)

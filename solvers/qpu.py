@@ -361,19 +361,7 @@ class QpuCircuitSolver:
             max_depth = adapter.limits().max_depth
             if max_depth is not None and depth > max_depth:
                 raise SolverRefused(f"capacity: depth {depth} > {max_depth} after transpiling to {adapter.name}")
-            handle = adapter.submit(circuit, problem.shots, seed)
-            submitted = time.monotonic()
-            try:
-                state = self._wait(handle, deadline, time_limit_s)
-            except TimeoutError:
-                raise  # the solver's own deadline: _wait has cancelled the job and says so
-            except BaseException as exc:  # the attempt was cancelled or its alarm fired while the job waited
-                exc.provider_job = self._cancel_on_the_way_out(handle)  # type: ignore[attr-defined]
-                raise
-            if state != "done":
-                adapter.result(handle)  # raises the provider's QpuError for failed/cancelled jobs
-                raise QpuError(f"job {handle} ended {state}")
-            counts = adapter.result(handle)
+            handle, counts, queue_s = self.sample(circuit, problem.shots, seed, deadline, time_limit_s)
             calibration = adapter.calibration_snapshot()
         details = {
             "backend": adapter.name,
@@ -382,10 +370,31 @@ class QpuCircuitSolver:
             "layout": _physical_qubits(circuit),
             "shots": problem.shots,
             "seed": seed,
-            "queue_s": round(time.monotonic() - submitted, 4),
+            "queue_s": queue_s,
             "cost": adapter.cost_estimate(problem.shots),
         }
         return Solution(result={"counts": counts}, details=details, calibration=calibration)
+
+    def sample(self, circuit: Any, shots: int, seed: int | None, deadline: float,
+               time_limit_s: float) -> tuple[str, dict[str, int], float]:
+        """Submit an ISA circuit, wait for it until ``deadline`` (``time.monotonic``), return the job's
+        handle, counts and seconds in the provider's hands. The provider's job is cancelled when the
+        deadline passes, and when the attempt is cancelled or its alarm fires while the job waits (the
+        exception then carries ``provider_job``: whether the provider confirmed the cancel)."""
+        adapter = self.adapter
+        handle = adapter.submit(circuit, shots, seed)
+        submitted = time.monotonic()
+        try:
+            state = self._wait(handle, deadline, time_limit_s)
+        except TimeoutError:
+            raise  # the solver's own deadline: _wait has cancelled the job and says so
+        except BaseException as exc:  # the attempt was cancelled or its alarm fired while the job waited
+            exc.provider_job = self._cancel_on_the_way_out(handle)  # type: ignore[attr-defined]
+            raise
+        if state != "done":
+            adapter.result(handle)  # raises the provider's QpuError for failed/cancelled jobs
+            raise QpuError(f"job {handle} ended {state}")
+        return handle, adapter.result(handle), round(time.monotonic() - submitted, 4)
 
     def _cancel_on_the_way_out(self, handle: str) -> dict[str, Any]:
         """Cancel the provider's job and say whether the provider confirms it (its state is then

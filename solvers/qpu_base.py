@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import statistics
 import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
@@ -31,7 +32,7 @@ from typing import Any
 
 from solvers.aer import simulator_seed
 from solvers.base import LaneLimits
-from solvers.capability import package_version
+from solvers.capability import package_version, qpu_useful_two_qubit_gates
 from solvers.problems import MAX_SHOTS, canonical_json
 
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
@@ -345,7 +346,12 @@ class QpuAdapter(ABC):
         """What the device accepts: qubits, transpiled depth, shots (never above the gateway's cap)."""
         max_qubits, max_shots = self.device_limits()
         return LaneLimits(max_qubits=max_qubits, max_depth=self.max_depth,
-                          max_shots=min(int(max_shots or MAX_SHOTS), MAX_SHOTS))
+                          max_shots=min(int(max_shots or MAX_SHOTS), MAX_SHOTS),
+                          max_two_qubit_gates=qpu_useful_two_qubit_gates(self.median_two_qubit_error()))
+
+    def median_two_qubit_error(self) -> float | None:
+        """The device's median two-qubit gate error (what bounds a useful circuit); None: not known."""
+        return None
 
     @abstractmethod
     def calibration(self) -> dict[str, Any]:
@@ -369,11 +375,15 @@ class QpuAdapter(ABC):
         return {"usd": round(usd, 6), "basis": self.price.basis}
 
 
+_UNKNOWN = object()
+
+
 class QiskitBackendQpu(QpuAdapter):
     """An adapter whose device is a qiskit ``BackendV2`` (`backend`) named `backend_name`: a fake IBM
     device or a real one. Transpiles for the backend, reads its limits and calibration from it."""
 
     backend_name: str
+    _median_two_qubit_error: Any = _UNKNOWN
 
     @property
     @abstractmethod
@@ -399,3 +409,18 @@ class QiskitBackendQpu(QpuAdapter):
 
     def calibration(self) -> dict[str, Any]:
         return device_calibration(self.backend)
+
+    def median_two_qubit_error(self) -> float | None:
+        if self._median_two_qubit_error is _UNKNOWN:
+            self._median_two_qubit_error = target_median_two_qubit_error(self.backend.target)
+        return self._median_two_qubit_error  # type: ignore[return-value]
+
+
+
+def target_median_two_qubit_error(target: Any) -> float | None:
+    """The median error of a qiskit target's two-qubit gates (errors of 1 mark broken couplings: left out)."""
+    errors = sorted(props.error for name in target.operation_names if name != "measure"
+                    for qargs, props in (target[name] or {}).items()
+                    if qargs is not None and len(qargs) == 2 and props is not None
+                    and props.error is not None and 0.0 <= props.error < 1.0)
+    return statistics.median(errors) if errors else None

@@ -16,6 +16,7 @@ from solvers.capability import (
     check_circuit,
     check_nodes,
     check_qaoa,
+    check_qpu_qaoa,
     check_qubo_heuristic,
 )
 
@@ -40,7 +41,7 @@ def lane_of_queue(queue: str) -> str | None:
     return lane if lane in LANES else None
 
 LANE_KINDS: dict[str, frozenset[str]] = {
-    "qpu": frozenset({"circuit"}),
+    "qpu": frozenset({"circuit"}) | QAOA_KINDS,
     "sim": frozenset({"circuit"}) | QAOA_KINDS,
     "heuristic": frozenset({"tsp", "cvrp", "assignment", "qubo"}),
 }
@@ -73,9 +74,10 @@ def lane_solvers(lane: str, **adapter_options: Any) -> list[Solver]:
         return [AerCircuit(), QaoaSolver()]
     if lane == "qpu":
         from solvers.qpu import EmulatedQpu, QpuCircuitSolver
+        from solvers.qpu_qaoa import QpuQaoaSolver
 
         adapter = adapter_options.pop("adapter", None) or EmulatedQpu(**adapter_options)
-        return [QpuCircuitSolver(adapter)]
+        return [QpuCircuitSolver(adapter), QpuQaoaSolver(adapter)]
     raise ValueError(_unknown_lane(lane))
 
 
@@ -112,6 +114,8 @@ def static_verdict(lane: str, problem: Any, limits: LaneLimits) -> Verdict:
         return Verdict.no(_wrong_kind(lane, kind))
     if lane == "sim" and kind in QAOA_KINDS:
         return check_qaoa(problem, limits)
+    if lane == "qpu" and kind in QAOA_KINDS:
+        return check_qpu_qaoa(problem, limits)
     if kind in ("tsp", "cvrp"):
         return check_nodes(problem, limits)
     if kind == "qubo":

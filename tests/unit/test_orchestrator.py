@@ -177,7 +177,9 @@ def test_when_the_message_cannot_be_built_the_job_is_published_after_it_is_store
 
 def test_no_lane_for_the_kind_is_unprocessable(service: JobService) -> None:
     with pytest.raises(NoLaneCanSolve) as caught:
-        _submit(service, solver="auto", caller=Caller(scopes=frozenset({"quantum:solve", "solver:qpu"})))
+        _submit(service, solver="auto", caller=Caller(scopes=frozenset({"quantum:solve", "solver:qpu"})),
+                problem={"kind": "cvrp", "locations": [[0, 0], [1, 1], [2, 2]], "demands": [0, 1, 1],
+                         "vehicle_capacity": 2, "num_vehicles": 1})
     assert caught.value.reasons and caught.value.reasons[0]["loc"] == ["plan", "qpu"]
 
 
@@ -244,7 +246,7 @@ def test_an_attempt_that_succeeds_ends_the_job_with_a_scored_loggable_result(ser
 ])
 def test_an_attempt_that_does_not_answer_falls_back(service: JobService, runtime: Runtime, outcome: str,
                                                      reason: str) -> None:
-    job, _ = _submit(service, solver="auto", problem={"kind": "qubo", "n": 2, "terms": [[0, 1, -1]]})
+    job, _ = _submit(service, solver="sim", problem={"kind": "qubo", "n": 2, "terms": [[0, 1, -1]]})
     assert job.current.lane == "sim"
     assert _run(service, job, runtime) == outcome
     after = service.job_of("acme", job.job_id)
@@ -269,7 +271,7 @@ def test_an_attempt_whose_share_was_spent_in_the_queue_is_not_started(service: J
 
 
 def test_lease_expiry_moves_the_job_on(service: JobService) -> None:
-    job, _ = _submit(service, solver="auto", problem={"kind": "qubo", "n": 2, "terms": [[0, 1, -1]]})
+    job, _ = _submit(service, solver="sim", problem={"kind": "qubo", "n": 2, "terms": [[0, 1, -1]]})
     assert service.expire_leases(now=job.current.lease_until + 0.01) == 1
     after = service.job_of("acme", job.job_id)
     assert after.attempts[-1].outcome == "timeout" and after.current.lane == "heuristic"

@@ -86,7 +86,7 @@ def test_a_policy_that_denies_a_lane(tmp_path) -> None:
     data.write_text('{"qgate": {"tenants": {"trial": {"lanes": ["heuristic"]}}}}')
     bundle = PolicyBundle.load(DEFAULT_POLICY, data)
     scopes = frozenset({"solver:qpu", "solver:sim", "solver:heuristic"})
-    for tenant, actions in (("trial", ["skip", "skip", "try"]), ("acme", ["skip", "try", "try"])):
+    for tenant, actions in (("trial", ["skip", "skip", "try"]), ("acme", ["try", "try", "try"])):
         decision = bundle.evaluate(policy_input(
             tenant=tenant, scopes=scopes, solver="auto", cost_tier="standard", metadata={},
             lane_cost_usd={}, qpu_provider="emulated", qpu_region="local", standard_tier_max_usd=0.0))

@@ -265,7 +265,7 @@ def test_aer_capacity_refusals(aer):
 
 @pytest.fixture(scope="module")
 def qpu():
-    (solver,) = lane_solvers("qpu")
+    solver = lane_solvers("qpu")[0]
     return solver
 
 
@@ -316,14 +316,14 @@ def test_qpu_depth_refusal():
 def test_qpu_provider_failure():
     from solvers.qpu import QpuError
 
-    (solver,) = lane_solvers("qpu", failure_rate=1.0)
+    solver = lane_solvers("qpu", failure_rate=1.0)[0]
     problem = parse_problem({"kind": "circuit", "qasm": BELL, "shots": 10})
     with pytest.raises(QpuError, match="emulated provider failure on fake_manila"):
         solver.solve(problem, time_limit_s=30, seed=0)
 
 
 def test_qpu_queue_delay_beyond_time_limit():
-    (solver,) = lane_solvers("qpu", queue_delay_s=5.0)
+    solver = lane_solvers("qpu", queue_delay_s=5.0)[0]
     problem = parse_problem({"kind": "circuit", "qasm": BELL, "shots": 10})
     started = time.monotonic()
     with pytest.raises(TimeoutError, match="still queued after the 0.3 s time limit; cancelled"):
@@ -333,7 +333,7 @@ def test_qpu_queue_delay_beyond_time_limit():
 
 
 def test_qpu_queue_delay_within_time_limit():
-    (solver,) = lane_solvers("qpu", queue_delay_s=0.2)
+    solver = lane_solvers("qpu", queue_delay_s=0.2)[0]
     problem = parse_problem({"kind": "circuit", "qasm": BELL, "shots": 10})
     solution = solver.solve(problem, time_limit_s=10, seed=0)
     assert solution.details["queue_s"] >= 0.2
@@ -388,8 +388,8 @@ def test_choose_solver_refusals(heuristic):
              "num_vehicles": 1}, LaneLimits(), "unsupported: the sim lane does not solve 'cvrp'"),
     ("sim", {"kind": "tsp", "distances": [[0 if i == j else 1 for j in range(6)] for i in range(6)]},
      LaneLimits(max_qubits=24), "capacity: 25 qubits > 20"),
-    ("qpu", {"kind": "qubo", "n": 2, "terms": []}, LaneLimits(),
-     "unsupported: the qpu lane does not solve 'qubo'"),
+    ("qpu", {"kind": "cvrp", "locations": [[0, 0], [1, 1]], "demands": [0, 1], "vehicle_capacity": 1,
+             "num_vehicles": 1}, LaneLimits(), "unsupported: the qpu lane does not solve 'cvrp'"),
     ("heuristic", {"kind": "circuit", "qasm": BELL}, LaneLimits(),
      "unsupported: the heuristic lane does not solve 'circuit'"),
     ("sim", {"kind": "circuit", "qasm": _wide(25)}, LaneLimits(), "capacity: 25 qubits > 24"),

@@ -1,0 +1,111 @@
+"""QAOA on the qpu lane: the capability check the planner and the worker share, and runs on emulated devices."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from routing.estimates import lane_costs
+from solvers.base import LaneLimits, SolverRefused
+from solvers.capability import QPU_NOISE_BUDGET, QPU_QAOA_SHOTS, check_qpu_qaoa, qpu_useful_two_qubit_gates
+from solvers.encodings import encode
+from solvers.problems import parse_problem
+from solvers.qpu import EmulatedQpu
+from solvers.qpu_qaoa import QpuQaoaSolver, counts_to_indices
+from solvers.registry import LANE_KINDS, choose_solver, lane_solvers, static_verdict
+
+
+def dense_qubo(n: int, seed: int = 3) -> dict:
+    rng = np.random.default_rng(seed)
+    terms = [[i, j, float(rng.integers(-5, 6) or 1)] for i in range(n) for j in range(i, n)]
+    return {"kind": "qubo", "n": n, "terms": terms}
+
+
+TSP4 = {"kind": "tsp", "locations": [[0, 0], [10, 0], [10, 10], [0, 12]]}
+
+
+@pytest.fixture(scope="module")
+def guadalupe() -> EmulatedQpu:
+    return EmulatedQpu("fake_guadalupe")
+
+
+def test_the_qpu_lane_plans_routing_kinds_and_keeps_circuits() -> None:
+    assert {"circuit", "qubo", "tsp", "assignment"} <= LANE_KINDS["qpu"]
+    assert [s.id for s in lane_solvers("qpu", adapter=EmulatedQpu("fake_manila"))] == \
+        ["qpu-fake_manila", "qpu-qaoa-fake_manila"]
+
+
+@pytest.mark.parametrize("data, limits, fragment", [
+    (dense_qubo(6), LaneLimits(max_qubits=5), "6 qubits after layout > 5"),
+    (TSP4, LaneLimits(max_qubits=8), "9 qubits after layout > 8"),
+    (dense_qubo(13), LaneLimits(max_qubits=27, max_two_qubit_gates=69), "78 two-qubit gates before routing > 69"),
+    (dense_qubo(6), LaneLimits(max_shots=100), f"{QPU_QAOA_SHOTS} shots > 100"),
+    ({"kind": "tsp", "locations": [[i, i * i] for i in range(7)]}, LaneLimits(), "36 qubits > 20"),
+])
+def test_what_the_device_cannot_hold_is_refused_with_its_reason(data: dict, limits: LaneLimits, fragment: str) -> None:
+    problem = parse_problem(data)
+    for verdict in (check_qpu_qaoa(problem, limits), static_verdict("qpu", problem, limits)):
+        assert not verdict.ok and verdict.reason.startswith("capacity:") and fragment in verdict.reason
+    if "two-qubit" in fragment:
+        assert "noise only" in verdict.reason and f"{QPU_NOISE_BUDGET:g}" in verdict.reason
+
+
+def test_a_large_routing_problem_is_refused_before_it_is_encoded() -> None:
+    problem = parse_problem({"kind": "tsp", "locations": [[i, 2 * i] for i in range(200)]})
+    assert "qubits after layout" in static_verdict("qpu", problem, LaneLimits(max_qubits=27,
+                                                                             max_two_qubit_gates=50)).reason
+
+
+def test_the_useful_size_follows_the_device_error() -> None:
+    assert qpu_useful_two_qubit_gates(None) is None and qpu_useful_two_qubit_gates(0.0) is None
+    assert qpu_useful_two_qubit_gates(0.01) == int(QPU_NOISE_BUDGET / 0.01)
+    assert qpu_useful_two_qubit_gates(0.02) < qpu_useful_two_qubit_gates(0.005)
+    limits = EmulatedQpu("fake_guadalupe").limits()
+    assert limits.max_two_qubit_gates == qpu_useful_two_qubit_gates(0.010136906670553988)
+    assert LaneLimits.from_dict(limits.as_dict()) == limits  # what the heartbeat publishes round-trips
+
+
+def test_the_qpu_cost_estimate_counts_the_qaoa_shots() -> None:
+    costs = lane_costs(parse_problem(dense_qubo(6)), 0.3, 0.001)
+    assert costs["qpu"] == pytest.approx(0.3 + 0.001 * QPU_QAOA_SHOTS) and costs["sim"] == 0.0
+
+
+def test_counts_become_little_endian_indices_one_per_shot() -> None:
+    indices = counts_to_indices({"011": 2, "100": 1})
+    assert sorted(indices.tolist()) == [3, 3, 4]
+
+
+@pytest.mark.parametrize("data", [dense_qubo(6), TSP4], ids=["qubo6", "tsp4"])
+def test_samples_from_the_noisy_device_beat_uniform_sampling_and_repeat_with_the_seed(
+        guadalupe: EmulatedQpu, data: dict) -> None:
+    problem = parse_problem(data)
+    solver = QpuQaoaSolver(guadalupe, shots=512)
+    assert choose_solver("qpu", problem, guadalupe.limits(), [solver])[0] is solver
+    first = solver.solve(problem, time_limit_s=30, seed=11)
+    q = first.details["quantum"]
+    assert q["mean_raw_energy"] < q["uniform_mean_energy"]
+    assert q["expected_energy"] <= q["mean_raw_energy"] + 1e-9 or q["expected_energy"] < q["uniform_mean_energy"]
+    assert q["two_qubit_gates"] > 0 and q["transpiled_depth"] > 0 and q["reps"] == 1
+    assert first.details["cost"]["usd"] == 0.0 and first.calibration and first.calibration["backend"] == "fake_guadalupe"
+    assert q["optimizer_evaluations"] <= q["planned_evaluations"]
+    again = solver.solve(problem, time_limit_s=30, seed=11)
+    assert again.result == first.result and again.details["quantum"]["mean_raw_energy"] == q["mean_raw_energy"]
+
+
+def test_a_circuit_deeper_than_the_device_allows_is_refused_after_transpiling() -> None:
+    solver = QpuQaoaSolver(EmulatedQpu("fake_guadalupe", max_depth=5), shots=64)
+    with pytest.raises(SolverRefused, match="after transpiling to fake_guadalupe"):
+        solver.solve(parse_problem(dense_qubo(4)), time_limit_s=20, seed=1)
+
+
+def test_a_device_job_still_queued_at_the_time_limit_is_cancelled_at_the_provider() -> None:
+    adapter = EmulatedQpu("fake_manila", queue_delay_s=60.0)
+    solver = QpuQaoaSolver(adapter, shots=64)
+    problem = parse_problem(dense_qubo(3))
+    solver.angles.optimise_angles(encode(problem), 60, time.perf_counter() + 60)  # warm, as a worker is
+    with pytest.raises(TimeoutError, match="cancelled"):
+        solver.solve(problem, time_limit_s=4, seed=1)
+    (handle,) = list(adapter.jobs._entries)
+    assert adapter.poll(handle) == "cancelled"
