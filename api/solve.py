@@ -14,7 +14,7 @@ from api.auth import require
 from api.body import BodyError, Busy, heavy_body_slot, parse_json_body
 from api.errors import ApiError, unprocessable
 from api.refusals import as_api_error
-from api.schemas import SolveRequest
+from api.schemas import SolveRequest, conflicts
 from api.services import services
 from jobs import model
 from jobs.model import Job
@@ -52,6 +52,12 @@ def _budget_ms() -> int:
 def _check_lane_scopes(solve: SolveRequest, scopes: frozenset[str]) -> None:
     if solve.solver != "auto" and f"solver:{solve.solver}" not in scopes:
         raise ApiError(403, f"missing scope: solver:{solve.solver}")
+    missing = [i for i, lane in enumerate(solve.shadow or []) if f"solver:{lane}" not in scopes]
+    if missing:
+        lanes = ", ".join(f"solver:{(solve.shadow or [])[i]}" for i in missing)
+        raise ApiError(403, f"missing scope: {lanes} (shadow runs)",
+                       errors=[{"loc": ["body", "shadow", i], "msg": f"missing scope solver:{(solve.shadow or [])[i]}"}
+                               for i in missing])
     if solve.cost_tier == "premium" and "tier:premium" not in scopes:
         raise ApiError(403, "missing scope: tier:premium")
 
@@ -78,6 +84,9 @@ def _solve() -> Any:
         problem = parse_problem(envelope.problem)
     except ValidationError as exc:
         raise unprocessable(exc, ("problem",)) from None
+    faults = conflicts(envelope)
+    if faults:
+        raise ApiError(422, "invalid request", errors=faults)
     _check_lane_scopes(envelope, principal.scopes)
     if envelope.callback_url is not None:
         _check_callback(envelope.callback_url)
