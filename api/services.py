@@ -13,6 +13,7 @@ from api.tokens import ExternalIssuer, TokenVerifier, jwks_of
 from jobs.connection import connect
 from jobs.model import Job
 from jobs.store import JobStore
+from orchestrator.shadow import ShadowObserver
 from orchestrator.deliveries import DeliveryService
 from orchestrator.service import Enqueuer, JobService, ServiceConfig
 from ratelimit.limiter import Limiter
@@ -92,7 +93,8 @@ class Services:
 
     @cached_property
     def jobs(self) -> JobStore:
-        return JobStore(self.redis, self.settings.job_ttl_s, self.lane_signals.observers())
+        return JobStore(self.redis, self.settings.job_ttl_s,
+                        [*self.lane_signals.observers(), ShadowObserver(self.settings.history_days)])
 
     @cached_property
     def callback_guard(self) -> Guard:

@@ -13,6 +13,7 @@ import structlog
 
 from workers.connections import get_redis
 from jobs.store import JobStore
+from orchestrator.shadow import ShadowObserver
 from routing.faults import FaultBoard, LaneFault
 from routing.predict import PredictConfig
 from routing.signals import LaneSignals
@@ -95,7 +96,8 @@ def job_service() -> JobService:
     settings = get_settings()
     rollups.configure(settings.history_days)
     signals = LaneSignals(get_redis(), PredictConfig.of(settings))
-    return JobService(JobStore(get_redis(), settings.job_ttl_s, signals.observers()),
+    observers = [*signals.observers(), ShadowObserver(settings.history_days)]
+    return JobService(JobStore(get_redis(), settings.job_ttl_s, observers),
                       CeleryEnqueuer(settings.lease_grace_ms), ServiceConfig.of(settings), log=log, signals=signals)
 
 
