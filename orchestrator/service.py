@@ -35,7 +35,8 @@ from solvers.registry import choose_solver
 
 T = TypeVar("T")
 REDIS_PATIENCE_S = 30.0  # how long a task waits out Redis before its attempt is left to the watchdog
-ALARM_SLACK_S = 0.25  # solvers honour their own limit; the runtime's alarm is for one that does not
+ALARM_SLACK_S = 0.25
+SHADOW_MIN_BUDGET_MS = 10_000  # a shadow run's own limit: a sync budget would time out every slow lane it measures  # solvers honour their own limit; the runtime's alarm is for one that does not
 
 
 # -- what the service needs from the outside --------------------------------------------------------
@@ -326,16 +327,18 @@ class JobService:
 
     def _start_shadow(self, caller: Caller, submission: Submission, served: Job, lane: str, shadow_id: str,
                       step: PlanStep) -> None:
-        """A shadow run as a job of its own, after the served job is stored: one lane, the same budget,
-        batch priority, no webhook, outside the quota. A shadow that cannot start is logged, never raised."""
+        """A shadow run as a job of its own, after the served job is stored: one lane, the served job's
+        budget but at least SHADOW_MIN_BUDGET_MS, batch priority, no webhook, outside the quota. A shadow that cannot start is logged, never raised."""
         problem = submission.problem
         options = {**submission.options, "solver": lane, "strategy": "fallback", "priority": "batch",
                    "callback_url": None, "shadow": None}
         try:
+            costs = lane_costs(problem, self.config.qpu_price_per_task_usd, self.config.qpu_price_per_shot_usd)
             job, events = model.new_job(job_id=shadow_id, tenant=caller.tenant, client_id=caller.client_id,
-                                        kind=problem.kind, budget_ms=submission.budget_ms, request=options,
-                                        plan=[step.as_dict()], fingerprint=served.provenance.fingerprint,
-                                        cost_estimate=served.cost_estimate.model_dump(),
+                                        kind=problem.kind, budget_ms=max(submission.budget_ms, SHADOW_MIN_BUDGET_MS),
+                                        request=options, plan=[step.as_dict()],
+                                        fingerprint=served.provenance.fingerprint,
+                                        cost_estimate=job_cost_estimate([step], costs),
                                         problem_class=served.problem_class)
             job.shadow_of = served.job_id
             events[0][1]["shadow_of"] = served.job_id
