@@ -252,6 +252,32 @@ def _policy_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _shadow(args: argparse.Namespace) -> int:
+    """An operator's default shadow lanes per tenant (a solve body's own ``shadow`` overrides them)."""
+    import getpass
+
+    from api.tokens import is_tenant
+    from audit.channel import emit
+    from orchestrator import shadow
+    from solvers.registry import LANES
+    from workers.connections import get_redis
+
+    client = get_redis()
+    if args.action in ("set", "clear"):
+        lanes = [lane for item in (getattr(args, "lanes", None) or []) for lane in item.split(",") if lane]
+        unknown = sorted(set(lanes) - set(LANES))
+        if not is_tenant(args.tenant) or unknown or len(set(lanes)) != len(lanes):
+            why = f"unknown lane {unknown[0]!r} (lanes: {', '.join(LANES)})" if unknown else (
+                "each lane at most once" if is_tenant(args.tenant) else f"not a tenant name: {args.tenant!r}")
+            print(f"qgate: shadow: {why}", file=sys.stderr)
+            return 2
+        shadow.set_defaults(client, args.tenant, lanes if args.action == "set" else [])
+        emit(client, "shadow.defaults_changed", job_id=None, tenant=args.tenant, lanes=lanes if args.action == "set" else [],
+             by=getattr(args, "by", None) or getpass.getuser())
+    print(json.dumps(shadow.all_defaults(client)))
+    return 0
+
+
 def _watchdog(_: argparse.Namespace) -> int:
     from telemetry.logging import configure_logging
     from workers import watchdog
@@ -393,6 +419,18 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", help="the policy (.rego file, or a folder of them)")
     check.add_argument("--data", required=True, help="the policy data (JSON)")
     check.set_defaults(func=_policy_check)
+    shadows = commands.add_parser("shadow", help="tenants' default shadow lanes").add_subparsers(
+        dest="action", required=True)
+    shadow_set = shadows.add_parser("set", help="e.g. --tenant acme --lanes qpu (or qpu,sim)")
+    shadow_set.add_argument("--lanes", nargs="+", required=True, metavar="LANE")
+    shadow_clear = shadows.add_parser("clear", help="no default shadow lanes for the tenant")
+    for sub in (shadow_set, shadow_clear):
+        sub.add_argument("--tenant", required=True)
+        sub.add_argument("--by", help="who makes the change, for the audit log (default: the OS user)")
+    shadows.add_parser("show", help="every tenant's default shadow lanes")
+    for sub in shadows.choices.values():
+        sub.set_defaults(func=_shadow)
+
     commands.add_parser("watchdog", help="run the lease watchdog").set_defaults(func=_watchdog)
     commands.add_parser("audit-worker", help="run the audit writer").set_defaults(func=_audit_worker)
     return parser

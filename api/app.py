@@ -13,7 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.utils import cached_property
 from werkzeug.wsgi import get_input_stream
 
-from api import audit, auth, dashboard, jobs, ops, rate_limits, solve, spend, usage
+from api import audit, auth, dashboard, jobs, ops, rate_limits, reports, solve, spend, usage
 from api.errors import ApiError, register_error_handlers
 from api.services import build_services
 from orchestrator.service import Enqueuer
@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None, enqueuer: Enqueuer | None = Non
     svc.policy_source  # load the policy now: with no good policy the ingress does not start
     svc.rate_policy  # read and check the limits (and their overrides file) now: a bad one stops the start
     app.after_request(rate_limits.add_headers)
-    for blueprint in (auth.bp, solve.bp, jobs.bp, audit.bp, ops.bp, usage.bp, spend.bp, dashboard.bp):
+    for blueprint in (auth.bp, solve.bp, jobs.bp, audit.bp, ops.bp, usage.bp, spend.bp, reports.bp, dashboard.bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     _instrument(app)

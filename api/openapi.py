@@ -123,7 +123,16 @@ def _solve_request() -> dict[str, Any]:
             "solver": {"enum": ["auto", *LANES], "default": "auto",
                        "description": "the first lane to try (auto: qpu); needs the solver:<lane> scope"},
             "strategy": {"enum": ["fallback", "portfolio"], "default": "fallback",
-                         "description": "portfolio is answered 422 until it is available"},
+                         "description": "fallback: one lane after another; portfolio: every lane of the plan at "
+                                        "once, each with the budget less a margin, the best feasible answer by "
+                                        "the gateway's objective wins (solver must stay auto: 422 loc "
+                                        "[body, solver])"},
+            "shadow": _nullable({"type": "array", "maxItems": len(LANES), "uniqueItems": True,
+                                 "items": {"enum": list(LANES)},
+                                 "description": "lanes that also solve the problem as shadow runs of their own "
+                                                "(batch priority, at least 10 s), compared with the answer "
+                                                "served in /api/v1/reports/lanes; each needs solver:<lane> (403 "
+                                                "loc [body, shadow, i]); default: the tenant's operator setting"}),
             "cost_tier": {"enum": ["standard", "premium"], "default": "standard",
                           "description": "premium needs the tier:premium scope"},
             "callback_url": _nullable({"type": "string", "maxLength": 2048, "pattern": "^https?://",
@@ -217,6 +226,17 @@ def _response_schemas() -> dict[str, dict[str, Any]]:
             "entries": {"type": "array", "items": {
                 "type": "object", "required": ["index", "line", "proof"],
                 "properties": {"index": {"type": "integer", "minimum": 0}, "line": string, "proof": b64_list}}}}},
+        "LaneReport": {"type": "object", "required": ["since", "to", "tenant", "kind", "rows"], "properties": {
+            "since": string, "to": string, "tenant": _nullable(string), "kind": _nullable(string), "gap": string,
+            "rows": {"type": "array", "items": {
+                "type": "object", "required": ["lane", "kind", "runs"],
+                "properties": {"lane": {"enum": list(LANES)}, "kind": string,
+                               "runs": {"type": "integer", "minimum": 0},
+                               "compared": {"type": "integer", "minimum": 0},
+                               **{name: _nullable({"type": "number"}) for name in (
+                                   "feasible_share", "better_share", "equal_share", "worse_share", "mean_gap",
+                                   "p90_gap", "p50_time_ms", "p90_time_ms")},
+                               "estimated_cost_usd": {"type": "number", "minimum": 0}}}}}},
         "Usage": {"type": "object", "required": ["from", "to", "group_by", "tenant", "rows"], "properties": {
             "from": string, "to": string, "group_by": string, "tenant": _nullable(string),
             "granularity": string,
@@ -461,6 +481,23 @@ def openapi_document() -> dict[str, Any]:
                             "period": {"type": "string"}, "allowance": {"type": "number"},
                             "reserved": {"type": "number"}, "spent": {"type": "number"},
                             "left": {"type": "number"}, "resets_in_s": {"type": "integer"}}}}}}),
+                "400": _error(400), **_bearer_errors()}}},
+        "/api/v1/reports/lanes": {"get": {
+            "operationId": "laneReport", "security": bearer,
+            "summary": "Shadow runs per lane and kind against the answers served: the evidence for a lane",
+            "description": "Scope quantum:solve or ops:read. The caller's own tenant; with ops:read, "
+                           "tenant=<name> or tenant=*. Gap: (shadow - served) / |served| on the gateway's "
+                           "recomputed objective, negative is better. JSON, or CSV with format=csv or "
+                           "Accept: text/csv.",
+            "parameters": [
+                {"name": "kind", "in": "query", "required": False, "schema": {"enum": list(KINDS)}},
+                {"name": "since", "in": "query", "required": False, "schema": {"type": "string", "pattern": USAGE_TIME},
+                 "description": "ISO 8601 date or date-time; default: 7 days ago (whole UTC days are read)"},
+                {"name": "tenant", "in": "query", "required": False,
+                 "schema": {"type": "string", "pattern": "^(\\*|[A-Za-z0-9][A-Za-z0-9_.-]{0,63})$"}},
+                {"name": "format", "in": "query", "required": False, "schema": {"enum": ["json", "csv"]}}],
+            "responses": {"200": {"description": "one row per lane and kind", "content": {
+                JSON: {"schema": _ref("LaneReport")}, "text/csv": {"schema": {"type": "string"}}}},
                 "400": _error(400), **_bearer_errors()}}},
         "/healthz": {"get": {"operationId": "healthz", "summary": "Process up", "security": [],
                              "responses": {"200": _ok(_ref("Health"))}}},

@@ -38,6 +38,7 @@ class SolveRequest(BaseModel):
     seed: StrictInt | None = Field(default=None, ge=0, lt=2**32)
     metadata: dict[MetadataKey, Any] = Field(default_factory=dict, max_length=MAX_METADATA_ITEMS)
     priority: Literal["interactive", "batch"] | None = None
+    shadow: list[Literal["qpu", "sim", "heuristic"]] | None = Field(default=None, max_length=3)
 
     @field_validator("metadata")
     @classmethod
@@ -48,9 +49,18 @@ class SolveRequest(BaseModel):
                 raise ValueError(f"metadata[{key!r}] must be {problem}")
         return value
 
-    @field_validator("strategy")
+    @field_validator("shadow")
     @classmethod
-    def _strategy(cls, value: str) -> str:
-        if value == "portfolio":
-            raise ValueError("strategy 'portfolio' is not available yet; use 'fallback'")
+    def _distinct_lanes(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("each shadow lane at most once")
         return value
+
+
+def conflicts(solve: SolveRequest) -> list[dict[str, Any]]:
+    """Options that are each valid but do not go together, with where each one is."""
+    errors = []
+    if solve.strategy == "portfolio" and solve.solver != "auto":
+        errors.append({"loc": ["body", "solver"], "msg": "strategy 'portfolio' races every lane of the plan; "
+                                                         "leave solver at 'auto' (or use strategy 'fallback')"})
+    return errors

@@ -14,7 +14,7 @@ from api.auth import require
 from api.body import BodyError, Busy, heavy_body_slot, parse_json_body
 from api.errors import ApiError, unprocessable
 from api.refusals import as_api_error
-from api.schemas import SolveRequest
+from api.schemas import SolveRequest, conflicts
 from api.services import services
 from jobs import model
 from jobs.model import Job
@@ -56,6 +56,16 @@ def _check_lane_scopes(solve: SolveRequest, scopes: frozenset[str]) -> None:
         raise ApiError(403, "missing scope: tier:premium")
 
 
+def _check_shadow_scopes(solve: SolveRequest, scopes: frozenset[str]) -> None:
+    """Each shadow lane needs its ``solver:<lane>`` scope, whatever the policy says of the served plan."""
+    missing = [i for i, lane in enumerate(solve.shadow or []) if f"solver:{lane}" not in scopes]
+    if missing:
+        lanes = ", ".join(f"solver:{(solve.shadow or [])[i]}" for i in missing)
+        raise ApiError(403, f"missing scope: {lanes} (shadow runs)",
+                       errors=[{"loc": ["body", "shadow", i], "msg": f"missing scope solver:{(solve.shadow or [])[i]}"}
+                               for i in missing])
+
+
 @bp.post("/api/v1/quantum/solve")
 @require("quantum:solve", rate="solve")
 def solve() -> Any:
@@ -78,6 +88,10 @@ def _solve() -> Any:
         problem = parse_problem(envelope.problem)
     except ValidationError as exc:
         raise unprocessable(exc, ("problem",)) from None
+    faults = conflicts(envelope)
+    if faults:
+        raise ApiError(422, "invalid request", errors=faults)
+    _check_shadow_scopes(envelope, principal.scopes)
     submission = Submission(problem, budget_ms, envelope.model_dump(exclude={"problem"}),
                             idempotency_key=_idempotency_key(), body=body)
     if services().policy_source is None:

@@ -83,6 +83,7 @@ class Attempt(Record):
     reason: str
     duration_ms: float
     queued_ms: float
+    objective: float | None = Field(default=None, exclude_if=_absent_when_none)  # portfolio: recomputed
 
 
 class Lease(Record):
@@ -166,6 +167,10 @@ class Job(Record):
     deliveries: list[Delivery] | None = Field(default=None, exclude_if=_absent_when_none)
     problem_class: str | None = Field(default=None, exclude_if=_absent_when_none)  # kind:size, for telemetry
     decisions: list[dict[str, Any]] | None = Field(default=None, exclude_if=_absent_when_none)  # planning inputs
+    racing: list[Lease] | None = Field(default=None, exclude_if=_absent_when_none)  # portfolio: attempts in flight
+    portfolio: dict[str, Any] | None = Field(default=None, exclude_if=_absent_when_none)  # best so far, winner
+    shadow: list[dict[str, Any]] | None = Field(default=None, exclude_if=_absent_when_none)  # shadow runs
+    shadow_of: str | None = Field(default=None, exclude_if=_absent_when_none)  # a shadow run: its served job
 
     @property
     def finished(self) -> bool:
@@ -173,7 +178,7 @@ class Job(Record):
 
 
 _ABSENT_WHEN_NONE = frozenset({"worker", "dispatches", "audit_events", "webhook", "deliveries", "problem_class",
-                               "decisions"})
+                               "decisions", "racing", "portfolio", "shadow", "shadow_of", "objective"})
 
 
 # -- transitions -----------------------------------------------------------------------------------------
@@ -255,6 +260,27 @@ def finish_attempt(job: Job, attempt: int, outcome: str, reason: str, *, solver:
     return job, [(f"attempt.{outcome}", record.model_dump(exclude={"n"}) | {"attempt": attempt})]
 
 
+def close_lease(job: Job, attempt: int, outcome: str, reason: str, *, solver: str | None = None,
+                objective: float | None = None, now: float | None = None) -> tuple[Job, list[Event]]:
+    """Close attempt ``attempt`` of a portfolio job, one of the leases racing side by side."""
+    if outcome not in ATTEMPT_OUTCOMES:
+        raise ValueError(f"unknown attempt outcome {outcome!r}")
+    _require_active(job)
+    lease = next((item for item in job.racing or [] if item.n == attempt), None)
+    if lease is None:
+        raise Conflict(f"attempt {attempt} is not racing")
+    now = time.time() if now is None else now
+    since = lease.started_at or lease.enqueued_at
+    record = Attempt(n=attempt, lane=lease.lane, solver=solver, outcome=outcome,  # type: ignore[arg-type]
+                     reason=reason, duration_ms=round((now - since) * 1000, 1),
+                     queued_ms=round(((lease.started_at or now) - lease.enqueued_at) * 1000, 1),
+                     objective=objective)
+    job.attempts.append(record)
+    job.racing = [item for item in job.racing or [] if item.n != attempt] or None
+    data = record.model_dump(exclude={"n"}) | {"attempt": attempt}
+    return job, [(f"attempt.{outcome}", data)]
+
+
 def skip_lane(job: Job, lane: str, reason: str) -> tuple[Job, list[Event]]:
     """Record a planned lane passed over without an attempt (e.g. too little budget left for it)."""
     _require_active(job)
@@ -289,6 +315,9 @@ def cancel(job: Job, now: float | None = None) -> tuple[Job, list[Event]]:
     events: list[Event] = []
     if job.current:
         job, events = finish_attempt(job, job.current.n, "cancelled", "cancelled by the client", now=now)
+    for lease in list(job.racing or []):
+        job, closed = close_lease(job, lease.n, "cancelled", "cancelled by the client", now=now)
+        events += closed
     job.status, job.finished_at, job.error = "cancelled", iso(now), "cancelled by the client"
     _webhook_due(job, now)
     return job, events + [("job.cancelled", {})]
@@ -355,6 +384,7 @@ class JobAttempt(BaseModel):
     reason: str
     duration_ms: float
     queued_ms: float
+    objective: float | None = None  # a portfolio attempt's recomputed objective (cost or energy)
 
 
 class JobSolver(BaseModel):
@@ -437,6 +467,27 @@ class JobDecision(BaseModel):
     outlook: dict[str, Any] | None
 
 
+class JobPortfolio(BaseModel):
+    """A portfolio job's race: the winner and, per other lane, how much worse its objective was (null: it
+    gave no feasible answer; ``lanes`` says what it did)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    winner: Lane | None
+    objective: float | None
+    margins: dict[str, float | None]
+    lanes: dict[str, dict[str, Any]]
+    ended: str
+
+
+class JobShadow(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    lane: Lane
+    job_id: str | None
+    skipped: str | None = None
+
+
 class JobView(BaseModel):
     """The job resource (``GET /api/v1/jobs/<id>``, the body of a sync solve), as the contract shows it."""
 
@@ -461,9 +512,11 @@ class JobView(BaseModel):
     deliveries: list[JobDelivery]
     queue: JobQueue | None = None  # present while the job waits for a worker
     decision: list[JobDecision] = []  # present once a plan was made with the lanes' figures
+    portfolio: JobPortfolio | None = None  # strategy portfolio: the winning lane and its margins
+    shadow: list[JobShadow] = []  # shadow runs beside the plan: lane, their job id, or why none ran
 
 
-_DERIVED = ("request", "current_lane", "audit", "deliveries", "queue", "decision")  # computed below, not copied
+_DERIVED = ("request", "current_lane", "audit", "deliveries", "queue", "decision", "portfolio", "shadow")  # computed below, not copied
 _COPIED = frozenset(JobView.model_fields) - {"attempts", *_DERIVED}
 _ATTEMPT_FIELDS = frozenset(JobAttempt.model_fields)
 
@@ -477,11 +530,15 @@ def public_view(job: Job, queue: dict[str, Any] | None = None) -> dict[str, Any]
     view["attempts"] = [{k: v for k, v in a.items() if k in _ATTEMPT_FIELDS} for a in record["attempts"]]
     view["request"] = {k: job.request.get(k) for k, field in JobRequestOptions.model_fields.items()
                        if field.is_required() or k in job.request}  # a job of an older version has no priority
-    view["current_lane"] = job.current.lane if job.current else None
+    view["current_lane"] = job.current.lane if job.current else (job.racing[0].lane if job.racing else None)
     view["audit"] = {"receipt_url": f"/api/v1/audit/jobs/{job.job_id}/receipt"}
     view["deliveries"] = [delivery.model_dump() for delivery in job.deliveries or []]
     if queue is not None:  # only while the job waits; and jobs planned without figures have no decisions
         view["queue"] = queue
     if job.decisions:
         view["decision"] = list(job.decisions)
+    if job.portfolio and "winner" in job.portfolio:
+        view["portfolio"] = {k: job.portfolio[k] for k in JobPortfolio.model_fields}
+    if job.shadow:
+        view["shadow"] = list(job.shadow)
     return view

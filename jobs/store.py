@@ -138,7 +138,8 @@ class JobStore:
         pipe.set(job_key(job.job_id), _dumps(job))
         pipe.set(problem_key(job.job_id), _dumps(problem))
         pipe.set(canonical_problem_key(job.provenance.fingerprint), canonical_json(problem), ex=self.ttl_s)
-        pipe.sadd(active_key(job.tenant), job.job_id)
+        if not job.shadow_of:  # a shadow run is the gateway's experiment: it takes none of the tenant's quota
+            pipe.sadd(active_key(job.tenant), job.job_id)
         self._track_lease(pipe, job)
         self._schedule_webhook(pipe, job)
         self._emit(pipe, job, events)
@@ -217,6 +218,14 @@ class JobStore:
         raw = self.redis.get(job_key(job_id))
         return raw is not None and _load_job(raw).status == "cancelled"
 
+    def attempt_stopped(self, job_id: str, attempt: int) -> bool:
+        """Whether a portfolio attempt should stop: its job ended (won, cancelled) or it no longer races."""
+        raw = self.redis.get(job_key(job_id))
+        if raw is None:
+            return True
+        job = _load_job(raw)
+        return job.status in TERMINAL or not any(lease.n == attempt for lease in job.racing or [])
+
     def record(self, job: Job, event_type: str, data: dict[str, Any]) -> None:
         """An audit event about the job that changes nothing in its record."""
         emit(self.redis, event_type, job_id=job.job_id, tenant=job.tenant, **data)
@@ -251,6 +260,8 @@ class JobStore:
         """Every attempt in flight, the first included, is in the watchdog's lease set."""
         if job.current:
             pipe.zadd(LEASES, {job.job_id: job.current.lease_until})
+        elif job.racing:  # a portfolio job: its first racing lease to run out
+            pipe.zadd(LEASES, {job.job_id: min(lease.lease_until for lease in job.racing)})
         else:
             pipe.zrem(LEASES, job.job_id)
 

@@ -22,6 +22,7 @@ from jobs import model
 from jobs.model import Job
 from jobs.spend import SpendBook, reason as quota_reason, seconds_to_next
 from jobs.store import GuardRefused, JobStore
+from orchestrator import portfolio, shadow
 from routing import fallback, waiting
 from routing.estimates import job_cost_estimate, lane_costs
 from routing.plan import LaneStatus, PlanStep, plan_lanes
@@ -36,7 +37,8 @@ from solvers.registry import choose_solver
 
 T = TypeVar("T")
 REDIS_PATIENCE_S = 30.0  # how long a task waits out Redis before its attempt is left to the watchdog
-ALARM_SLACK_S = 0.25  # solvers honour their own limit; the runtime's alarm is for one that does not
+ALARM_SLACK_S = 0.25
+SHADOW_MIN_BUDGET_MS = 10_000  # a shadow run's own limit: a sync budget would time out every slow lane it measures  # solvers honour their own limit; the runtime's alarm is for one that does not
 
 
 # -- what the service needs from the outside --------------------------------------------------------
@@ -327,6 +329,7 @@ class JobService:
     def _admit_once(self, job_id: str, caller: Caller, submission: Submission, quota_skip: str | None) -> Job:
         plan, costs, decision = self._plan(caller, submission, quota_skip)
         _require_runnable(plan)
+        shadows = self._shadow_plans(caller, submission)
         problem = submission.problem
         options = dict(submission.options)
         if not options.get("priority"):
@@ -340,21 +343,21 @@ class JobService:
             events[0][1]["policy"] = {"sha256": decision.bundle_sha256, "reasons": decision.reasons()}
         if submission.options.get("callback_url") and submission.budget_ms > self.config.sync_threshold_ms:
             job.webhook = model.awaiting_webhook(job_id)
-        outlooks = self._outlooks(job) if self.signals is not None else None
-        job, dispatched = fallback.start(job, self.config.lease_grace_ms, outlooks=outlooks)
-        if fallback.passed_over_only(job):
-            raise self._busy(job, outlooks or {})
+        if shadows:
+            job.shadow = [{"lane": lane, "job_id": shadow_id, "skipped": skipped}
+                          for lane, shadow_id, skipped, _ in shadows]
+        if portfolio.is_portfolio(job):  # every lane at once: no shares to plan, nothing to pass over
+            job, dispatched = portfolio.start(job, self.config.lease_grace_ms)
+            if job.status == "failed":
+                raise NoLaneCanSolve(job.error or "no lane can solve this problem within its budget")
+        else:
+            outlooks = self._outlooks(job) if self.signals is not None else None
+            job, dispatched = fallback.start(job, self.config.lease_grace_ms, outlooks=outlooks)
+            if fallback.passed_over_only(job):
+                raise self._busy(job, outlooks or {})
         publish = self._publisher(job)
         guards = self._qpu_guards(caller, submission, costs) if job.current and job.current.lane == "qpu" else []
-        writes = publish
-        if guards:
-            assert self.spend is not None
-            spend, ttl = self.spend, self.store.ttl_s
-
-            def writes(pipe: Any) -> None:  # the reservation rides in the admission script, after its guards
-                spend.reserve(pipe, job_id, caller.tenant, guards, ttl)
-                if publish is not None:
-                    publish(pipe)
+        writes = self._reserving(job_id, caller.tenant, guards, publish)
         limit = self.config.max_active_jobs_per_tenant
         try:
             created = self.store.create(job, problem.model_dump(mode="json", exclude_none=True), events + dispatched,
@@ -366,8 +369,82 @@ class JobService:
         if not created:
             raise QuotaExceeded(f"quota: at most {limit} unfinished jobs per tenant", retry_after_s=5)
         if publish is None:
+            for lease in job.racing or []:
+                self._enqueue(job, lease)
             self._enqueue(job)
+        for lane, shadow_id, _, step in shadows:
+            if step is not None:
+                self._start_shadow(caller, submission, job, lane, shadow_id, step)
         return job
+
+    def _reserving(self, job_id: str, tenant: str, guards: list[Any],
+                   publish: Callable[[Any], None] | None) -> Callable[[Any], None] | None:
+        """The creating script's own writes: the spend reservation (after its guards) and the first message."""
+        if not guards or self.spend is None:
+            return publish
+        spend, ttl = self.spend, self.store.ttl_s
+
+        def writes(pipe: Any) -> None:
+            spend.reserve(pipe, job_id, tenant, guards, ttl)
+            if publish is not None:
+                publish(pipe)
+
+        return writes
+
+    # -- shadow runs ----------------------------------------------------------------------------------
+
+    def _shadow_plans(self, caller: Caller, submission: Submission) -> list[tuple[str, str | None, str | None, Any]]:
+        """The shadow lanes asked for (the body's ``shadow``, else the tenant's default): per lane its
+        job id and its plan step, or why it will not run (the lane refused the problem, no live worker)."""
+        asked = submission.options.get("shadow")
+        if asked is None:
+            try:
+                asked = shadow.defaults(self.store.redis, caller.tenant)
+            except redis.RedisError:
+                asked = []
+        out: list[tuple[str, str | None, str | None, Any]] = []
+        for lane in asked:
+            if f"solver:{lane}" not in caller.scopes:  # a default for a lane the caller may not use: not run
+                out.append((lane, None, f"scope: the client lacks solver:{lane}", None))
+                continue
+            steps, _ = self.plan(caller, Submission(submission.problem, submission.budget_ms,
+                                                    {**submission.options, "solver": lane}))
+            step = next(item for item in steps if item.lane == lane)
+            if step.action != "try":
+                out.append((lane, None, step.reason, None))
+            else:
+                out.append((lane, model.new_job_id(), None, step))
+        return out
+
+    def _start_shadow(self, caller: Caller, submission: Submission, served: Job, lane: str, shadow_id: str,
+                      step: PlanStep) -> None:
+        """A shadow run as a job of its own, after the served job is stored: one lane, the served job's
+        budget but at least SHADOW_MIN_BUDGET_MS, batch priority, no webhook, outside the quota. A shadow that cannot start is logged, never raised."""
+        problem = submission.problem
+        options = {**submission.options, "solver": lane, "strategy": "fallback", "priority": "batch",
+                   "callback_url": None, "shadow": None}
+        try:
+            costs = lane_costs(problem, self.config.qpu_price_per_task_usd, self.config.qpu_price_per_shot_usd)
+            job, events = model.new_job(job_id=shadow_id, tenant=caller.tenant, client_id=caller.client_id,
+                                        kind=problem.kind, budget_ms=max(submission.budget_ms, SHADOW_MIN_BUDGET_MS),
+                                        request=options, plan=[step.as_dict()],
+                                        fingerprint=served.provenance.fingerprint,
+                                        cost_estimate=job_cost_estimate([step], costs),
+                                        problem_class=served.problem_class)
+            job.shadow_of = served.job_id
+            events[0][1]["shadow_of"] = served.job_id
+            job, dispatched = fallback.start(job, self.config.lease_grace_ms)
+            publish = self._publisher(job)
+            # a shadow on the qpu lane spends the tenant's QPU allowance like any qpu attempt: reserved here
+            guards = self._qpu_guards(caller, submission, costs) if lane == "qpu" else []
+            self.store.create(job, problem.model_dump(mode="json", exclude_none=True), events + dispatched,
+                              also=self._reserving(shadow_id, caller.tenant, guards, publish), guards=guards)
+            if publish is None:
+                self._enqueue(job)
+        except Exception as exc:  # the served job stands whatever happens to its shadow
+            if self.log is not None:
+                self.log.warning("shadow_not_started", job_id=served.job_id, lane=lane,
+                                 error=f"{type(exc).__name__}: {exc}")
 
     def _busy(self, job: Job, outlooks: Mapping[str, Outlook]) -> LanesPredictedBusy | TenantShareFull:
         queued = [a.lane for a in job.attempts if a.reason.startswith("predicted:")]
@@ -401,11 +478,16 @@ class JobService:
                 self.log.warning("publisher_unavailable", job_id=job.job_id, error=f"{type(exc).__name__}: {exc}")
             return None
 
-    def _enqueue(self, job: Job) -> None:
-        """Publish the job's current attempt. One that cannot be published is not lost: its lease is in
-        the watchdog's set, which concludes it when the lease runs out."""
+    def _enqueue(self, job: Job, lease: Any = None) -> None:
+        """Publish the job's current attempt (or ``lease``, a portfolio's racing attempt). One that cannot
+        be published is not lost: its lease is in the watchdog's set, which concludes it when it runs out."""
+        if lease is None and job.current is None:
+            return
         try:
-            self.enqueuer.enqueue(job)
+            if lease is None:
+                self.enqueuer.enqueue(job)
+            else:
+                self.enqueuer.enqueue(job, lease)  # type: ignore[call-arg]
         except Exception as exc:  # the broker is away (kombu's OperationalError and friends)
             if self.log is not None:
                 self.log.error("enqueue_failed", job_id=job.job_id, error=f"{type(exc).__name__}: {exc}")
@@ -428,16 +510,17 @@ class JobService:
         return self.signals.queue(current.lane, job.problem_class, job.job_id)
 
     def cancel(self, tenant: str, job_id: str) -> Job:
-        current = self.job_of(tenant, job_id).current
+        before = self.job_of(tenant, job_id)
+        tasks = [lease.task_id for lease in ([before.current] if before.current else []) + list(before.racing or [])]
         try:
             job = self.store.transition(job_id, model.cancel)
         except model.Conflict:
             now = self.store.get(job_id)
             status = now.status if now is not None else "finished"
             raise JobAlreadyFinished(f"job already {status}") from None
-        if current:
+        for task_id in tasks:
             try:
-                self.enqueuer.revoke(current.task_id)
+                self.enqueuer.revoke(task_id)
             except Exception:  # a queued copy is refused as stale anyway
                 pass
         return job
@@ -450,8 +533,7 @@ class JobService:
         moved = 0
         for job_id in self.store.due_leases(now):
             try:
-                job = self.store.transition(job_id, fallback.expire_lease, self.config.lease_grace_ms, now=now,
-                                            outlooks=self._later_outlooks(job_id))
+                job = self._expire(job_id, now)
             except KeyError:
                 self.store.forget_lease(job_id)
                 continue
@@ -464,26 +546,39 @@ class JobService:
             self._enqueue(job)
         return moved
 
+    def _expire(self, job_id: str, now: float) -> Job:
+        def expire(job: Job, grace: int) -> tuple[Job, list[model.Event]]:
+            if portfolio.is_portfolio(job):
+                return portfolio.expire(job, grace, now=now)
+            return fallback.expire_lease(job, grace, now=now, outlooks=self._later_outlooks(job_id))
+
+        return self.store.transition(job_id, expire, self.config.lease_grace_ms)
+
     # -- an attempt on a lane worker ------------------------------------------------------------------
 
     def run_attempt(self, lane: str, job_id: str, attempt: int, worker: str, runtime: LaneRuntime) -> str:
         """Run attempt ``attempt`` of ``job_id`` on ``lane``; returns its outcome (or ``stale``)."""
         grace = self.config.lease_grace_ms
+
+        def begin(job: Job) -> tuple[Job, list[model.Event]]:
+            if portfolio.is_portfolio(job):
+                return portfolio.begin(job, attempt, worker, grace)
+            return fallback.begin_attempt(job, attempt, worker, grace, outlooks=self._later_outlooks(job_id))
+
         try:
-            job = _with_redis(lambda: self.store.transition(job_id, fallback.begin_attempt, attempt, worker, grace,
-                                                            outlooks=self._later_outlooks(job_id)),
+            job = _with_redis(lambda: self.store.transition(job_id, begin),
                               time.time() + REDIS_PATIENCE_S, "start the attempt", self.log)
         except (model.Conflict, KeyError) as exc:
             self._info("attempt_stale", reason=str(exc))
             return "stale"
-        current = job.current
-        if not current or current.n != attempt:
+        current = _lease_of(job, attempt)
+        if not current or current.started_at is None:
             self._info("attempt_expired_in_queue", reason=job.attempts[-1].reason, status=job.status)
             self._enqueue(job)
             return "timeout"
         self._info("attempt_started", tenant=job.tenant)
         started = time.time()
-        done = self._solve(lane, job_id, job, runtime)
+        done = self._solve(lane, job_id, job, runtime, current)
         if done.outcome == "cancelled":  # the job was concluded by the cancel itself; say that the work stopped
             stopped = dict(done.stopped or {}, ran_ms=round((time.time() - started) * 1000, 1))
             _with_redis(lambda: self.store.record(job, "attempt.stopped", stopped), time.time() + 5,
@@ -501,6 +596,10 @@ class JobService:
 
     def _conclude(self, job_id: str, attempt: int, done: AttemptOutcome, until: float, job: Job) -> Job:
         def conclude(outcome: AttemptOutcome) -> Callable[[], Job]:
+            if portfolio.is_portfolio(job):
+                return lambda: self.store.transition(
+                    job_id, portfolio.conclude, attempt, outcome.outcome, outcome.reason, solver=outcome.solver,
+                    result=outcome.result, provenance=outcome.provenance, calibration=outcome.calibration)
             return lambda: self.store.transition(
                 job_id, fallback.conclude_attempt, attempt, outcome.outcome, outcome.reason,
                 self.config.lease_grace_ms, solver=outcome.solver, result=outcome.result,
@@ -513,16 +612,18 @@ class JobService:
             failed = AttemptOutcome("failed", f"the answer cannot be stored: {exc}"[:300], solver=done.solver)
             return _with_redis(conclude(failed), until, "conclude the attempt", self.log)
 
-    def _solve(self, lane: str, job_id: str, job: Job, runtime: LaneRuntime) -> AttemptOutcome:
+    def _solve(self, lane: str, job_id: str, job: Job, runtime: LaneRuntime, current: Any) -> AttemptOutcome:
         solver_info = None
-        current = job.current
-        assert current is not None
         deadline = current.deadline
         seed = job.request.get("seed")
+        if portfolio.is_portfolio(job):  # a racing attempt stops when the race ends, whoever ends it
+            stopped: Callable[[], bool] = lambda: self.store.attempt_stopped(job_id, current.n)
+        else:
+            stopped = lambda: self.store.is_cancelled(job_id)
         try:
             data = _with_redis(lambda: self.store.problem(job_id), deadline, "read the problem", self.log)
             problem = parse_problem(data)
-            with runtime.time_limit(deadline + ALARM_SLACK_S, cancelled=lambda: self.store.is_cancelled(job_id)):
+            with runtime.time_limit(deadline + ALARM_SLACK_S, cancelled=stopped):
                 runtime.before_solve(lane)
                 solver, verdict = choose_solver(lane, problem, runtime.limits(lane), runtime.solvers(lane))
                 if solver is None:
@@ -559,6 +660,13 @@ class JobService:
     def _info(self, event: str, **fields: Any) -> None:
         if self.log is not None:
             self.log.info(event, **fields)
+
+
+def _lease_of(job: Job, attempt: int) -> Any:
+    """Attempt ``attempt`` in flight: the job's current one, or one of a portfolio's racing attempts."""
+    if job.current is not None and job.current.n == attempt:
+        return job.current
+    return next((lease for lease in job.racing or [] if lease.n == attempt), None)
 
 
 def _calibration_reference(snapshot: dict[str, Any] | None) -> dict[str, Any] | None:

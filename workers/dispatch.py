@@ -19,7 +19,7 @@ from celery import Celery
 from kombu.serialization import dumps as serialize
 from kombu.utils.json import dumps as envelope_json
 
-from jobs.model import Job
+from jobs.model import Job, Lease
 from solvers.registry import interactive_queue
 from workers.app import app
 
@@ -35,12 +35,18 @@ def canary_task_name(lane: str) -> str:
     return f"qgate.canary.{lane}"
 
 
-def queue_of(job: Job) -> str | None:
-    """The queue of the job's current attempt: its lane's interactive queue for an interactive job."""
-    current = job.current
+def queue_of(job: Job, lease: Lease | None = None) -> str | None:
+    """The queue of the job's current attempt (or of ``lease``, one of a portfolio's racing attempts): its
+    lane's interactive queue for an interactive job."""
+    current = lease or job.current
     if not current:
         return None
     return interactive_queue(current.lane) if job.request.get("priority") == "interactive" else current.lane
+
+
+def leases_of(job: Job) -> list[Lease]:
+    """The attempts a new job publishes: its current one, or every racing attempt of a portfolio."""
+    return [job.current] if job.current else list(job.racing or [])
 
 
 class CeleryEnqueuer:
@@ -59,24 +65,31 @@ class CeleryEnqueuer:
     def _hard_limit_s(self, limit_ms: int) -> float:
         return max(limit_ms, 1) / 1000 + self.grace_s + HARD_LIMIT_MARGIN_S
 
-    def enqueue(self, job: Job) -> None:
-        current = job.current
+    def enqueue(self, job: Job, lease: Lease | None = None) -> None:
+        current = lease or job.current
         if not current:
             return
         self.app.send_task(task_name(current.lane), args=[job.job_id, current.n],
-                           task_id=current.task_id, queue=queue_of(job), time_limit=self._hard_limit_s(current.limit_ms))
+                           task_id=current.task_id, queue=queue_of(job, current),
+                           time_limit=self._hard_limit_s(current.limit_ms))
 
     def publisher(self, job: Job) -> Callable[[Any], None] | None:
-        """The job's current attempt as a write to add to a transaction on the broker's Redis."""
-        message = self.message(job)
-        if message is None:
+        """The job's first attempts (one, or a portfolio's racing ones) as writes to add to a transaction on
+        the broker's Redis."""
+        messages = [self.message(job, lease) for lease in leases_of(job)]
+        ready = [message for message in messages if message is not None]
+        if not ready:
             return None
-        queue, payload = message
-        return lambda pipe: pipe.lpush(queue, payload)
 
-    def message(self, job: Job) -> tuple[str, str] | None:
-        """The Redis list and the payload that ``enqueue`` would push there for the job's current attempt."""
-        current = job.current
+        def publish(pipe: Any) -> None:
+            for queue, payload in ready:
+                pipe.lpush(queue, payload)
+        return publish
+
+    def message(self, job: Job, lease: Lease | None = None) -> tuple[str, str] | None:
+        """The Redis list and the payload that ``enqueue`` would push there for the job's current attempt
+        (or ``lease``)."""
+        current = lease or job.current
         if not current:
             return None
         args = [job.job_id, current.n]
@@ -90,7 +103,7 @@ class CeleryEnqueuer:
         envelope = channel.prepare_message(data, 0, content_type, content_encoding, headers, properties)
         envelope["body"], body_encoding = channel.encode_body(envelope["body"], channel.body_encoding)
         envelope["properties"].update(body_encoding=body_encoding, delivery_tag=str(uuid.uuid4()))
-        queue = queue_of(job)
+        queue = queue_of(job, current)
         envelope["properties"]["delivery_info"].update(exchange="", routing_key=queue)
         return queue, envelope_json(envelope)
 

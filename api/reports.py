@@ -1,0 +1,56 @@
+"""``GET /api/v1/reports/lanes``: each lane's shadow runs against the answers served, per lane x kind.
+
+The evidence for or against a lane (a quantum one above all): how often it answered, how often feasibly,
+how often better, equal or worse than what was served, by how much (relative gap, negative = better), how
+fast and at what estimated cost. Rows come from the bounded per-day records that the shadow observer
+(``orchestrator.shadow``) writes when a comparison is known; nothing scans the keyspace. Tenants as in
+``/api/v1/usage``: one's own, ``ops:read`` for another (``tenant=<name>``) or all (``tenant=*``). JSON, or
+CSV with ``format=csv`` or ``Accept: text/csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from typing import Any
+
+from flask import Blueprint, Response, g, jsonify, request
+
+from api.auth import require
+from api.errors import ApiError, bad_query
+from api.services import services
+from api.usage import _cell, _tenant_filter, _wants_csv, iso, parse_time
+from orchestrator.shadow import REPORT_COLUMNS, report
+from solvers.problems import KINDS
+
+bp = Blueprint("reports", __name__)
+DEFAULT_RANGE_S = 7 * 86400
+
+
+@bp.get("/api/v1/reports/lanes")
+@require()
+def lanes_report() -> Any:
+    principal = g.principal
+    if not {"quantum:solve", "ops:read"} & principal.scopes:
+        raise ApiError(403, "missing scope: quantum:solve or ops:read")
+    as_csv = _wants_csv()
+    kind = request.args.get("kind")
+    if kind is not None and kind not in KINDS:
+        raise bad_query("kind", f"kind: one of {', '.join(KINDS)}")
+    now = time.time()
+    days = services().settings.history_days
+    since = parse_time("since", request.args.get("since"), now - DEFAULT_RANGE_S)
+    if since > now or now - since > (days + 1) * 86400:
+        raise bad_query("since", f"since: a past time within the last {days} days")
+    tenant = _tenant_filter(request.args.get("tenant"))
+    rows = report(services().redis, since, tenant, kind, now, max_days=days + 1)
+    if as_csv:
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=REPORT_COLUMNS, lineterminator="\r\n")
+        writer.writeheader()
+        writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
+        return Response(out.getvalue(), mimetype="text/csv")
+    return jsonify({"since": iso(since), "to": iso(now), "tenant": tenant, "kind": kind,
+                    "gap": "relative to the served answer's objective, (shadow - served) / |served|; negative "
+                           "is better (objectives are minimised)", "rows": rows})
