@@ -75,8 +75,6 @@ def _start_beating(sender: Any, **_: Any) -> None:
                 if ok:
                     for lane in lanes:
                         beat(get_redis(), lane, hostname, limits[lane], interval)
-                    if "qpu" in lanes:
-                        _publish_provider_queue(interval)
                 else:
                     log.warning("heartbeat_withheld", reason=why)
             except Exception as exc:  # Redis away for a moment: try again on the next beat
@@ -84,7 +82,16 @@ def _start_beating(sender: Any, **_: Any) -> None:
             _stop.wait(interval)
 
     threading.Thread(target=loop, name="qgate-heartbeat", daemon=True).start()
+    if "qpu" in lanes:  # its own thread: a provider slow to say how long its queue is must not stop the beat
+        threading.Thread(target=_provider_queue_loop, args=(interval,), name="qgate-provider-queue",
+                         daemon=True).start()
     log.info("worker_ready", lanes=lanes, worker=hostname)
+
+
+def _provider_queue_loop(interval_s: float) -> None:
+    while not _stop.is_set():
+        _publish_provider_queue(interval_s)
+        _stop.wait(interval_s)
 
 
 def _publish_provider_queue(interval_s: float) -> None:
@@ -98,7 +105,10 @@ def _publish_provider_queue(interval_s: float) -> None:
         log.warning("provider_queue_unavailable", error=f"{type(exc).__name__}: {exc}"[:300])
         return
     if figure is not None:
-        provider_queue.publish(get_redis(), "qpu", figure, 3 * interval_s)
+        try:
+            provider_queue.publish(get_redis(), "qpu", figure, 3 * interval_s)
+        except Exception as exc:  # Redis away for a moment: the next round publishes
+            log.warning("provider_queue_publish_failed", error=str(exc)[:300])
 
 
 @signals.worker_shutdown.connect
