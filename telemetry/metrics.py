@@ -139,6 +139,9 @@ class RedisCollector(Collector):
             "canary_fidelity": GaugeMetricFamily(
                 "qgate_canary_fidelity", "Hellinger fidelity of the lane's last calibration canary (GHZ) against "
                 "the ideal distribution", labels=["lane"]),
+            "canary_last_run": GaugeMetricFamily(
+                "qgate_canary_last_run_timestamp_seconds", "When the lane's last calibration canary ran (Unix "
+                "time), whether or not it could be scored", labels=["lane"]),
         }
         for field, value in self.client.hgetall(GAUGES).items():
             name, *labels = field.split(SEP)
