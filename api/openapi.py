@@ -324,6 +324,19 @@ def _bearer_errors(*codes: int) -> dict[str, Any]:
     return dict(sorted(out.items()))
 
 
+# A submission refused by admission by prediction (README, Predictive orchestration): which answer says whose
+# work fills the lanes, and each lane's reason is an error at loc ["plan", lane].
+ADMISSION_REFUSALS = {
+    "429": _rate_limited("rate limit or quota; also when no planned lane can finish within the budget and the "
+                         "jobs waiting on those lanes are at least QGATE_TENANT_QUEUE_SHARE the tenant's own "
+                         "(message starts with \"quota: your own queued jobs\"); Retry-After: the predicted drain"),
+    "503": _error(503, {"Retry-After": RETRY_AFTER},
+                  "a backend is unavailable; or no planned lane can finish within the budget given the queues "
+                  "ahead or an open breaker (each lane's reason at loc [plan, lane]); Retry-After: the shortest "
+                  "predicted drain"),
+}
+
+
 def _index_query(name: str, minimum: int = 0, description: str | None = None) -> dict[str, Any]:
     out = {"name": name, "in": "query", "required": True,
            "schema": {"type": "integer", "minimum": minimum, "maximum": MAX_INDEX}}
@@ -382,7 +395,7 @@ def openapi_document() -> dict[str, Any]:
                 "200": _ok(job, "the finished job (sync path)"),
                 "202": _ok(_ref("Accepted"), "accepted; poll track_url", {"Location": LOCATION}),
                 "400": _error(400),
-                **_bearer_errors(409, 413, 422, 429),
+                **_bearer_errors(409, 413, 422, 429), **ADMISSION_REFUSALS,
                 "504": _ok(_ref("JobTimeout"), "the budget ran out before the job finished",
                            {"Location": LOCATION})}}},
         "/api/v1/jobs/{job_id}": {

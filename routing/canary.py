@@ -79,6 +79,8 @@ def record(redis: Any, lane: str, reading: dict[str, Any], config: CanaryConfig,
         emit(pipe, "lane.canary", lane=lane, min_fidelity=config.min_fidelity, **reading)
         if fidelity is not None:
             set_gauge(pipe, "canary_fidelity", (lane,), fidelity)
+        # Every run, scored or not: an alert can tell a canary that stopped running from a steady figure.
+        set_gauge(pipe, "canary_last_run", (lane,), float(reading.get("at", now)))
         if after is not breaker:
             pipe.set(key, after.dumps())
         if change:

@@ -2,7 +2,7 @@
 
 Only the QPU adapters know it (IBM's ``pending_jobs``, Braket's queue depth, the HTTP provider's backend
 description, the emulated device's configured delay), and only the lane's workers hold an adapter, so
-each worker's heartbeat thread publishes it with a TTL of three beats; the planner and the job resource
+a thread beside each worker's heartbeat publishes it with a TTL of three beats; the planner and the job resource
 read it beside the broker's figures. A figure that stops being refreshed expires rather than lingers.
 """
 

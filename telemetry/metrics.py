@@ -191,6 +191,9 @@ class RedisCollector(Collector):
             "canary_fidelity": GaugeMetricFamily(
                 "qgate_canary_fidelity", "Hellinger fidelity of the lane's last calibration canary (GHZ) against "
                 "the ideal distribution", labels=["lane"]),
+            "canary_last_run": GaugeMetricFamily(
+                "qgate_canary_last_run_timestamp_seconds", "When the lane's last calibration canary ran (Unix "
+                "time), whether or not it could be scored", labels=["lane"]),
         }
         checkpoint = GaugeMetricFamily("qgate_audit_checkpoint_age_seconds",
                                        "Seconds since the audit writer last saved a signed checkpoint", labels=[])

@@ -77,7 +77,7 @@ def test_faults_cli_changes_drills_at_runtime_and_audits_who(own_stack: Stack) -
 
 
 def test_a_waiting_job_sees_its_queue_position_fall(own_stack: Stack, own_token: str) -> None:
-    _faults(own_stack, "set", "qpu.delay_ms=1500")
+    _faults(own_stack, "set", "qpu.delay_ms=2500")  # longer than four submits take on a loaded machine
     body = {"problem": problems.circuit(), "solver": "qpu"}
     jobs = [_async(own_stack, own_token, body, 30_000) for _ in range(4)]
     last = jobs[-1]
@@ -98,11 +98,10 @@ def test_a_waiting_job_sees_its_queue_position_fall(own_stack: Stack, own_token:
     wait_for(started, 40, "the last job to start", interval=0.2)
     positions = [p for p, _ in seen]
     assert positions == sorted(positions, reverse=True), positions  # never moves back
-    # 4 (or 3) when first seen, 1 before it starts; on a loaded machine the first job may have started
-    # before the last was submitted, so 2 is the least that still shows the position falling.
-    assert positions[0] >= 2 and positions[-1] == 1, positions
+    # 3 when first seen on an idle machine (one job runs); 2 if a job finished while the others were submitted
+    assert positions[0] >= 2 and positions[-1] == 1 and len(set(positions)) >= 2, positions
     assert all(ahead == position - 1 for position, ahead in seen)
-    assert any(p["wait_s"] == 1.5 and p["source"].endswith(" + drill delay 1.5 s") for p in providers), providers
+    assert any(p["wait_s"] == 2.5 and p["source"].endswith(" + drill delay 2.5 s") for p in providers), providers
     for job_id in jobs:
         assert own_stack.wait_job(own_token, job_id, 60)["status"] == "succeeded"
     assert "decision" in own_stack.job(own_token, last).json()

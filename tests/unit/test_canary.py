@@ -113,6 +113,23 @@ def test_good_readings_and_failed_runs_leave_the_breaker_alone() -> None:
     assert record(redis, "qpu", _reading(None, error="QpuError: down"), CONFIG, now=20.0) is None
     assert Breaker.loads(redis.get(breaker_key("qpu"))).state == "open"
     assert redis.hget(GAUGES, "canary_fidelity|qpu") == "0.95"
+    assert float(redis.hget(GAUGES, "canary_last_run|qpu")) == 0.0  # the failed run's ``at``, too
+
+
+def test_the_gauges_reach_the_metrics_exposition_under_the_names_alerts_use() -> None:
+    from prometheus_client import generate_latest
+    from prometheus_client.registry import CollectorRegistry
+
+    from telemetry.metrics import RedisCollector
+
+    redis = fakeredis.FakeRedis(decode_responses=True)
+    record(redis, "qpu", _reading(0.61, at=1700.5), CONFIG, now=1701.0)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RedisCollector(redis, lambda _: {"qpu": [], "sim": [], "heuristic": []}))
+    text = generate_latest(registry).decode()
+    assert 'qgate_canary_fidelity{lane="qpu"} 0.61' in text
+    assert 'qgate_breaker_state{lane="qpu"} 2.0' in text
+    assert 'qgate_canary_last_run_timestamp_seconds{lane="qpu"} 1700.5' in text
 
 
 def test_the_series_is_newest_first_and_bounded() -> None:
