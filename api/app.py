@@ -19,6 +19,7 @@ from api.services import build_services
 from orchestrator.service import Enqueuer
 from settings import Settings, get_settings
 from telemetry.logging import configure_logging, get_logger
+from telemetry import tracing
 from telemetry.metrics import count_request
 
 log = get_logger("qgate.http")
@@ -32,6 +33,7 @@ def create_app(settings: Settings | None = None, enqueuer: Enqueuer | None = Non
     the api package itself never loads Celery or the workers."""
     settings = settings or get_settings()
     configure_logging()
+    tracing.configure("qgate-ingress")
     app = Flask("qgate")
     app.request_class = BoundedRequest
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -44,6 +46,7 @@ def create_app(settings: Settings | None = None, enqueuer: Enqueuer | None = Non
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     _instrument(app)
+    tracing.instrument_flask(app)
     if settings.trusted_proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies,  # type: ignore[method-assign]
                                 x_proto=0, x_host=0, x_port=0, x_prefix=0)

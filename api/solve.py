@@ -20,6 +20,7 @@ from jobs import model
 from jobs.model import Job
 from orchestrator.service import Refused, Submission
 from solvers.problems import parse_problem
+from telemetry import tracing
 from webhooks.ssrf import ResolveTimeout, UnsafeCallback
 
 bp = Blueprint("solve", __name__)
@@ -93,7 +94,7 @@ def _solve() -> Any:
         raise ApiError(422, "invalid request", errors=faults)
     _check_shadow_scopes(envelope, principal.scopes)
     submission = Submission(problem, budget_ms, envelope.model_dump(exclude={"problem"}),
-                            idempotency_key=_idempotency_key(), body=body)
+                            idempotency_key=_idempotency_key(), body=body, trace_id=tracing.trace_id())
     if services().policy_source is None:
         _check_lane_scopes(envelope, principal.scopes)
     else:
@@ -104,7 +105,8 @@ def _solve() -> Any:
     if envelope.callback_url is not None:
         _check_callback(envelope.callback_url)
     try:
-        job, replayed = services().job_service.submit(principal, submission)
+        with tracing.span("qgate.admit", kind=problem.kind, budget_ms=budget_ms):
+            job, replayed = services().job_service.submit(principal, submission)
     except Refused as exc:
         raise as_api_error(exc) from None
     # the request's own log line (api.app) carries the admission: one line per submit, not two

@@ -171,6 +171,7 @@ class Job(Record):
     portfolio: dict[str, Any] | None = Field(default=None, exclude_if=_absent_when_none)  # best so far, winner
     shadow: list[dict[str, Any]] | None = Field(default=None, exclude_if=_absent_when_none)  # shadow runs
     shadow_of: str | None = Field(default=None, exclude_if=_absent_when_none)  # a shadow run: its served job
+    trace_id: str | None = Field(default=None, exclude_if=_absent_when_none)  # W3C trace of its submission
 
     @property
     def finished(self) -> bool:
@@ -514,6 +515,7 @@ class JobView(BaseModel):
     decision: list[JobDecision] = []  # present once a plan was made with the lanes' figures
     portfolio: JobPortfolio | None = None  # strategy portfolio: the winning lane and its margins
     shadow: list[JobShadow] = []  # shadow runs beside the plan: lane, their job id, or why none ran
+    trace_id: Annotated[str, _schema(pattern="^[0-9a-f]{32}$")] | None = None  # with tracing on (OTLP)
 
 
 _DERIVED = ("request", "current_lane", "audit", "deliveries", "queue", "decision", "portfolio", "shadow")  # computed below, not copied

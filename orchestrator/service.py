@@ -194,6 +194,7 @@ class Submission:
     options: dict[str, Any]
     idempotency_key: str | None = None
     body: Any = None
+    trace_id: str | None = None  # the W3C trace the submission runs in, when tracing is on
 
     @property
     def solver(self) -> str:
@@ -341,6 +342,8 @@ class JobService:
                                     problem_class=problem_class(problem))
         if decision is not None:  # the audit names the policy that planned the job, and what it decided
             events[0][1]["policy"] = {"sha256": decision.bundle_sha256, "reasons": decision.reasons()}
+        if submission.trace_id:
+            job.trace_id = events[0][1]["trace_id"] = submission.trace_id
         if submission.options.get("callback_url") and submission.budget_ms > self.config.sync_threshold_ms:
             job.webhook = model.awaiting_webhook(job_id)
         if shadows:

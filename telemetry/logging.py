@@ -15,6 +15,8 @@ from typing import Any
 
 import structlog
 
+from telemetry import tracing
+
 SECRET_KEYS = frozenset({"client_secret", "secret", "password", "authorization", "access_token", "token"})
 
 
@@ -37,6 +39,7 @@ def configure_logging(level: str = "INFO") -> None:
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _redact,
+        tracing.add_trace_id,
     ]
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, structlog.processors.JSONRenderer()],

@@ -23,7 +23,7 @@ from settings import get_settings
 from solvers.base import LaneLimits
 from solvers.qpu_factory import make_qpu_adapter
 from solvers.registry import lane_solvers
-from telemetry import rollups
+from telemetry import rollups, tracing
 from workers.dispatch import CeleryEnqueuer
 from workers.time_limit import alarm_at
 
@@ -120,4 +120,5 @@ def run_attempt(lane: str, job_id: str, attempt: int, worker: str) -> str:
     """What a lane task does: one service call, with the log bound to the attempt."""
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(job_id=job_id, lane=lane, attempt=attempt)
-    return job_service().run_attempt(lane, job_id, attempt, worker, WorkerRuntime())
+    with tracing.span("qgate.attempt", lane=lane, job_id=job_id, attempt=attempt):
+        return job_service().run_attempt(lane, job_id, attempt, worker, WorkerRuntime())

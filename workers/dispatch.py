@@ -21,6 +21,7 @@ from kombu.utils.json import dumps as envelope_json
 
 from jobs.model import Job, Lease
 from solvers.registry import interactive_queue
+from telemetry import tracing
 from workers.app import app
 
 HARD_LIMIT_MARGIN_S = 5.0
@@ -97,6 +98,7 @@ class CeleryEnqueuer:
             current.task_id, task_name(current.lane), args, None, argsrepr=repr(args), kwargsrepr="{}",
             reply_to=self.app.thread_oid, time_limit=self._hard_limit_s(current.limit_ms),
             create_sent_event=self.app.conf.task_send_sent_event, ignore_result=None)
+        tracing.inject(headers)  # what Celery's instrumentation adds to a published task's headers
         content_type, content_encoding, data = serialize(body, serializer=self.app.conf.task_serializer)
         properties["delivery_mode"] = PERSISTENT
         channel = self._channel()

@@ -131,12 +131,16 @@ def _logging(**_: Any) -> None:
 
 @signals.worker_process_init.connect
 def _prepare_child(**_: Any) -> None:
-    """Import and build the solvers in each pool child before its first task, not during it."""
+    """Import and build the solvers in each pool child before its first task, not during it; start its
+    own tracer (after the fork) when tracing is on."""
+    from telemetry import tracing
     from telemetry.logging import configure_logging
     from workers.app import app
     from workers.attempt import lane_limits, solvers_for
     from workers.warmup import warm_up
 
+    if tracing.configure("qgate-worker"):
+        tracing.instrument_celery()
     configure_logging()
     for lane in [name for name in (app.amqp.queues.consume_from or {}) if name in LANES]:
         warm_up(lane, solvers_for(lane), lane_limits(lane))

@@ -170,7 +170,7 @@ def test_the_public_view_is_a_job_view(name: str) -> None:
     view = model.public_view(_scenarios()[name])
     assert list(view) == [*json.loads(PREVIOUS[name][1]), "deliveries"]
     required = {name for name, info in JobView.model_fields.items() if info.is_required()}
-    assert set(view) == required and required | {"queue", "decision", "portfolio", "shadow"} == set(JobView.model_fields)
+    assert set(view) == required and required | {"queue", "decision", "portfolio", "shadow", "trace_id"} == set(JobView.model_fields)
     assert JobView.model_validate(view).model_dump(exclude_unset=True) == view  # priority: absent on older jobs
     assert {"tenant", "client_id", "deadline", "current", "dispatches", "audit_events"}.isdisjoint(view)
 
@@ -187,7 +187,7 @@ def test_the_openapi_job_schema_is_the_job_views() -> None:
     assert "$defs" not in text
     refs = {ref.split("/")[-1] for ref in _refs(document)}
     assert refs <= set(schemas)
-    assert set(expected["required"]) == set(JobView.model_fields) - {"queue", "decision", "portfolio", "shadow"}
+    assert set(expected["required"]) == set(JobView.model_fields) - {"queue", "decision", "portfolio", "shadow", "trace_id"}
     assert {"queue", "decision"} <= set(expected["properties"]) and {"JobQueue", "JobDecision"} <= set(schemas)
 
 

@@ -1,0 +1,98 @@
+"""OpenTelemetry traces: exported over OTLP when the standard ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or
+``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) is set, and nothing at all otherwise.
+
+The instrumentation packages do the propagation: Flask's opens the ingress span, Celery's injects the
+context into a published task's headers and opens the worker's span from them, Redis's traces each
+command. The first attempt's message is written by the admission script rather than published, so
+``inject`` puts the same W3C ``traceparent`` header into it. Our own spans (``span``) mark planning and
+solving. Each process configures its own provider after it is forked (a gunicorn worker when it builds
+the app, a Celery pool child in ``worker_process_init``): a batch exporter's thread does not survive a fork.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import nullcontext
+from typing import Any, ContextManager, Mapping
+
+_enabled = False
+
+
+def wanted(env: Mapping[str, str] = os.environ) -> bool:
+    endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    return bool(endpoint) and env.get("OTEL_SDK_DISABLED", "").lower() != "true"
+
+
+def configure(service_name: str, env: Mapping[str, str] = os.environ) -> bool:
+    """Install a tracer provider exporting over OTLP/HTTP (once per process); False when not wanted."""
+    global _enabled
+    if _enabled or not wanted(env):
+        return _enabled
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": env.get("OTEL_SERVICE_NAME") or service_name}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    RedisInstrumentor().instrument()
+    _enabled = True
+    return True
+
+
+def enabled() -> bool:
+    return _enabled
+
+
+def instrument_flask(app: Any) -> None:
+    if _enabled:
+        from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
+        FlaskInstrumentor().instrument_app(app)
+
+
+def instrument_celery() -> None:
+    if _enabled:
+        from opentelemetry.instrumentation.celery import CeleryInstrumentor
+
+        CeleryInstrumentor().instrument()
+
+
+def trace_id() -> str | None:
+    """The current span's trace id as 32 lowercase hex digits, or None (tracing off, no span)."""
+    if not _enabled:
+        return None
+    from opentelemetry import trace
+
+    context = trace.get_current_span().get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else None
+
+
+def inject(headers: dict[str, Any]) -> None:
+    """Add the current context's W3C headers (``traceparent``) to a message's headers."""
+    if _enabled:
+        from opentelemetry.propagate import inject as propagate
+
+        propagate(headers)
+
+
+def span(name: str, **attributes: Any) -> ContextManager[Any]:
+    """A span of our own around a step (planning, solving); a no-op context when tracing is off."""
+    if not _enabled:
+        return nullcontext()
+    from opentelemetry import trace
+
+    return trace.get_tracer("qgate").start_as_current_span(
+        name, attributes={k: v for k, v in attributes.items() if isinstance(v, (str, int, float, bool))})
+
+
+def add_trace_id(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: every line logged inside a span carries its ``trace_id``."""
+    if _enabled and "trace_id" not in event:
+        current = trace_id()
+        if current:
+            event["trace_id"] = current
+    return event

@@ -1,0 +1,111 @@
+"""One trace spans a job's ingress and worker processes: a stack of its own exports to a real OTLP/HTTP
+collector started here (protobuf ``ExportTraceServiceRequest`` decoded with opentelemetry-proto), and the
+worker's spans carry the ingress span's trace id, which the job resource, the ``job.accepted`` audit
+event and the log lines name too."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+from tests.integration import problems
+from tests.integration.stack import Stack, running_stack, wait_for
+
+
+class Collector:
+    """Spans received, as (service name, trace id, span name, parent span id) tuples."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[str, str, str, str]] = []
+        self.lock = threading.Lock()
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                request = ExportTraceServiceRequest.FromString(body)
+                with collector.lock:
+                    for resource_spans in request.resource_spans:
+                        service = next((a.value.string_value for a in resource_spans.resource.attributes
+                                        if a.key == "service.name"), "")
+                        for scope in resource_spans.scope_spans:
+                            collector.spans += [(service, span.trace_id.hex(), span.name, span.parent_span_id.hex())
+                                                for span in scope.spans]
+                reply = ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def of(self, trace_id: str) -> list[tuple[str, str, str, str]]:
+        with self.lock:
+            return [span for span in self.spans if span[1] == trace_id]
+
+
+@pytest.fixture(scope="module")
+def collector() -> Iterator[Collector]:
+    running = Collector()
+    yield running
+    running.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def traced(tmp_path_factory: pytest.TempPathFactory, collector: Collector) -> Iterator[Stack]:
+    with running_stack(Path(tmp_path_factory.mktemp("traced")), OTEL_EXPORTER_OTLP_ENDPOINT=collector.url,
+                       OTEL_BSP_SCHEDULE_DELAY="100") as running:
+        yield running
+
+
+def test_one_trace_spans_the_ingress_and_the_worker_of_a_job(traced: Stack, collector: Collector) -> None:
+    token = traced.token(traced.create_client("acme", "quantum:solve solver:heuristic"))
+    reply = traced.solve(token, {"problem": problems.tsp(6), "solver": "heuristic"}, budget_ms=5000)
+    assert reply.status_code == 202, reply.text
+    job = traced.wait_job(token, reply.json()["job_id"], 60)
+    trace_id = job["trace_id"]
+    assert job["status"] == "succeeded" and len(trace_id) == 32 and int(trace_id, 16), job
+
+    def both_sides() -> list | None:
+        spans = collector.of(trace_id)
+        services = {service for service, *_ in spans}
+        names = {name for _, _, name, _ in spans}
+        ready = {"qgate-ingress", "qgate-worker"} <= services and "qgate.attempt" in names
+        return spans if ready else None
+
+    spans = wait_for(both_sides, 30, "the ingress's and the worker's spans under the job's trace id")
+    names = {(service, name) for service, _, name, _ in spans}
+    assert ("qgate-ingress", "qgate.admit") in names
+    assert ("qgate-worker", "run/qgate.solve.heuristic") in names  # Celery's span, its parent from the message
+    assert any(service == "qgate-ingress" and name.startswith("POST") for service, name in names), names
+    worker_run = [s for s in spans if s[2] == "run/qgate.solve.heuristic"][0]
+    assert worker_run[3], "the worker's span has a parent: the ingress's context came in the message"
+
+    accepted = traced.wait_audited(job["job_id"], "job.accepted")
+    assert [e["data"]["trace_id"] for e in accepted if e["type"] == "job.accepted"] == [trace_id]
+    lines = [json.loads(line) for path in traced.logs.glob("*.log") for line in path.read_text().splitlines()
+             if line.startswith("{") and trace_id in line]
+    assert any(line.get("trace_id") == trace_id for line in lines), "no log line names the trace"
+
+
+def test_without_an_endpoint_jobs_have_no_trace(stack: Stack, token: str) -> None:
+    reply = stack.solve(token, {"problem": problems.tsp(5)}, budget_ms=800)
+    assert reply.status_code == 200 and reply.json().get("trace_id") is None, reply.text
