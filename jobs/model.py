@@ -285,7 +285,8 @@ def close_lease(job: Job, attempt: int, outcome: str, reason: str, *, solver: st
 def skip_lane(job: Job, lane: str, reason: str) -> tuple[Job, list[Event]]:
     """Record a planned lane passed over without an attempt (e.g. too little budget left for it)."""
     _require_active(job)
-    job.attempts.append(Attempt(n=len(job.attempts) + 1, lane=lane, solver=None, outcome="skipped", reason=reason,
+    n = len(job.attempts) + len(job.racing or []) + 1  # a portfolio's racing attempts hold their numbers
+    job.attempts.append(Attempt(n=n, lane=lane, solver=None, outcome="skipped", reason=reason,
                                 duration_ms=0.0, queued_ms=0.0))
     return job, [("attempt.skipped", {"lane": lane, "outcome": "skipped", "reason": reason})]
 

@@ -249,29 +249,43 @@ def reason(guard: Guard, used: int) -> str:
     return f"quota: {left} of {guard.limit} shots left {guard.window}{where}, estimate {guard.amount}"
 
 
+def _leases(job: Any) -> list[Any]:
+    """The attempts in flight: the fallback chain's one, or a portfolio's racing ones."""
+    if job is None:
+        return []
+    return [*([job.current] if job.current is not None else []), *(getattr(job, "racing", None) or [])]
+
+
+def _qpu_lease(job: Any) -> Any:
+    return next((lease for lease in _leases(job) if lease.lane == "qpu"), None)
+
+
 class SpendSettlement:
     """A ``JobStore`` observer: settles or releases a qpu attempt's reservation in the MULTI that ends it."""
 
     def prepare(self, pipe: Any, before: Any, events: list[Any]) -> Any:
-        if before is None or before.current is None or before.current.lane != "qpu":
+        lease = _qpu_lease(before)
+        if lease is None:
             return None
         raw = pipe.get(reservation_key(before.job_id))
-        return json.loads(raw) if raw else None
+        return {**json.loads(raw), "_lease": lease} if raw else None
 
     def observe(self, pipe: Any, before: Any, job: Any, events: list[Any], now: float, prepared: Any = None) -> None:
-        if not prepared or before is None or before.current is None:
+        if not prepared or before is None:
             return
-        n = before.current.n
-        if job.current is not None and job.current.n == n:
+        lease = prepared["_lease"]
+        n = lease.n
+        if any(item.n == n for item in _leases(job)):
             return  # still in flight (started, or nothing changed for this attempt)
-        attempt = next((a for a in job.attempts if a.n == n), None)
-        ran = before.current.started_at is not None and (attempt is None or attempt.outcome != "skipped")
+        attempt = next((a for a in job.attempts if a.n == n and a.lane == lease.lane), None)
+        ran = lease.started_at is not None and (attempt is None or attempt.outcome != "skipped")
         usd, shots = int(prepared.get("usd", 0)), int(prepared.get("shots", 0))
         spent_usd, spent_shots, basis = 0, 0, "released: the attempt never ran"
         if ran:
             spent_usd, spent_shots, basis = usd, shots, "estimate"
+            served_by_qpu = (job.solver or {}).get("lane", "qpu") == "qpu"  # not a portfolio's losing attempt
             details = (job.provenance.model_dump().get("solver_details") or {}) if attempt and \
-                attempt.outcome == "succeeded" else {}
+                attempt.outcome == "succeeded" and served_by_qpu else {}
             if isinstance(details.get("shots"), int) and not isinstance(details.get("shots"), bool):
                 spent_shots, basis = details["shots"], "provider-reported shots"
             if isinstance(details.get("usd"), (int, float)) and not isinstance(details.get("usd"), bool):

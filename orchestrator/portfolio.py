@@ -100,6 +100,7 @@ def start(job: Job, lease_grace_ms: int, now: float | None = None) -> Changed:
     limit_ms = lane_limit_ms((job.deadline - now) * 1000)
     events: list[Event] = []
     racing: list[Lease] = []
+    job.racing = racing  # skipped lanes are numbered after the racing attempts already dispatched
     for step in job.plan:
         if step.action == "skip":
             if step.reason.startswith(REFUSALS):
@@ -117,6 +118,7 @@ def start(job: Job, lease_grace_ms: int, now: float | None = None) -> Changed:
         events.append(("attempt.enqueued", {"lane": step.lane, "attempt": n, "limit_ms": limit_ms,
                                             "strategy": STRATEGY}))
     if not racing:
+        job.racing = None
         job, failed = model.fail(job, failure_reason(job, now))
         return job, events + failed
     job.racing, job.portfolio, job.dispatches = racing, {"best": None}, len(racing)

@@ -359,7 +359,9 @@ class JobService:
             if fallback.passed_over_only(job):
                 raise self._busy(job, outlooks or {})
         publish = self._publisher(job)
-        guards = self._qpu_guards(caller, submission, costs) if job.current and job.current.lane == "qpu" else []
+        on_qpu = (job.current is not None and job.current.lane == "qpu") or any(
+            lease.lane == "qpu" for lease in job.racing or [])  # a portfolio's qpu attempt reserves too
+        guards = self._qpu_guards(caller, submission, costs) if on_qpu else []
         writes = self._reserving(job_id, caller.tenant, guards, publish)
         limit = self.config.max_active_jobs_per_tenant
         try:

@@ -119,3 +119,14 @@ def test_comparisons_for_the_lane_report() -> None:
     assert portfolio.relative_gap(11.0, 10.0) == pytest.approx(0.1)
     assert portfolio.objective_of({"bits": [1, 0], "energy": -3}) == -3.0
     assert portfolio.objective_of({"counts": {"00": 1}}) is None
+
+
+def test_attempt_numbers_are_unique_when_lanes_are_skipped_beside_racing_ones() -> None:
+    """A lane refusing the problem after two lanes were dispatched took number 1 again (the qpu's)."""
+    import fakeredis
+
+    from tests.unit.test_spend import _portfolio, _service
+
+    job = _portfolio(_service(fakeredis.FakeRedis(decode_responses=True)))
+    numbers = [a.n for a in job.attempts] + [lease.n for lease in job.racing or []]
+    assert sorted(numbers) == list(range(1, len(numbers) + 1)), (job.attempts, job.racing)

@@ -139,3 +139,32 @@ def test_policy_data_allowances_and_cli_override(redis) -> None:
     assert {(r["business_unit"], r["unit"], r["window"]) for r in rows} == {
         (None, "usd", "day"), (None, "shots", "day"), ("ops", "shots", "month")}
     assert json.loads(redis.hget("qgate:spend:limits", "acme")) == {"usd_per_day": 9.0}
+
+
+def _portfolio(service: JobService) -> model.Job:
+    options = {"solver": "auto", "metadata": {}, "strategy": "portfolio"}
+    job, _ = service.submit(Caller(), Submission(parse_problem(CIRCUIT), 5000, options, body={"p": 2}))
+    return job
+
+
+def test_a_portfolios_qpu_attempt_reserves_and_settles_like_any_other(redis) -> None:
+    """A portfolio races qpu beside the other lanes: its qpu attempt must reserve the allowance in the
+    creating script (or skip qpu with the quota reason), and settle or release when it ends."""
+    service = _service(redis)
+    SpendBook(redis).set("acme", None, Allowance(usd_per_day=5.0))
+    first = _portfolio(service)
+    assert any(lease.lane == "qpu" for lease in first.racing or []), first
+    assert _day(redis)["usd_reserved"] == 4_100_000
+    second = _portfolio(service)
+    assert not any(lease.lane == "qpu" for lease in second.racing or [])
+    assert second.plan[0].reason == "quota: $0.90 of $5.00 left today, estimate $4.10"
+    qpu = next(lease for lease in first.racing or [] if lease.lane == "qpu")
+    service.cancel("acme", first.job_id)  # never started: released
+    assert _day(redis)["usd_reserved"] == 0 and _day(redis).get("usd_spent", 0) == 0
+    assert redis.get(reservation_key(first.job_id)) is None and qpu.n >= 1
+
+    third = _portfolio(service)
+    lease = next(lease for lease in third.racing or [] if lease.lane == "qpu")
+    service.run_attempt("qpu", third.job_id, lease.n, "w1", Runtime())
+    day = _day(redis)
+    assert day["usd_reserved"] == 0 and day["usd_spent"] == 4_100_000  # ran: the estimate is spent
