@@ -89,6 +89,29 @@ def span(name: str, **attributes: Any) -> ContextManager[Any]:
         name, attributes={k: v for k, v in attributes.items() if isinstance(v, (str, int, float, bool))})
 
 
+def span_in_trace(name: str, trace_id: str | None, **attributes: Any) -> ContextManager[Any]:
+    """A span of our own inside the trace ``trace_id`` (a job's), for work that no message carried the
+    context to (a webhook delivery scheduled from the job's outbox). Its parent is the trace's remote
+    context, not a recorded span: backends show it under the trace with an unknown parent."""
+    if not _enabled or not trace_id:
+        return span(name, **attributes)
+    import secrets
+
+    from opentelemetry import trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+    try:
+        parent_trace = int(trace_id, 16)
+    except ValueError:
+        return span(name, **attributes)
+    parent = SpanContext(trace_id=parent_trace, span_id=secrets.randbits(64) or 1, is_remote=True,
+                         trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    context = trace.set_span_in_context(NonRecordingSpan(parent))
+    return trace.get_tracer("qgate").start_as_current_span(
+        name, context=context,
+        attributes={k: v for k, v in attributes.items() if isinstance(v, (str, int, float, bool))})
+
+
 def add_trace_id(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     """structlog processor: every line logged inside a span carries its ``trace_id``."""
     if _enabled and "trace_id" not in event:

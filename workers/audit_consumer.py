@@ -34,6 +34,7 @@ from audit.checkpoints import CheckpointStore, checkpoint_body, sign_checkpoint
 from audit.keys import KEYRING, Keyring, signer_from_file
 from audit.note import Checkpoint, parse_checkpoint
 from settings import Settings
+from telemetry import tracing
 from telemetry.metrics import AUDIT_CHECKPOINT_AT, COUNTERS, GAUGES
 
 log = structlog.get_logger("qgate.audit")
@@ -131,7 +132,8 @@ class AuditWriter:
             return quarantine_event(event_id, event, reason)
 
         self.guard()
-        written = self.chain.append_batch(events, quarantine)
+        with tracing.span("qgate.audit.append", events=len(events)):
+            written = self.chain.append_batch(events, quarantine)
         ids = [msg_id for msg_id, _ in messages]
         pipe = self.redis.pipeline()
         for event_id, fields, reason in quarantined:
@@ -323,6 +325,7 @@ def main() -> None:
     from telemetry.logging import configure_logging
 
     configure_logging()
+    tracing.configure("qgate-audit")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -21,6 +21,7 @@ from jobs.store import JobStore
 from orchestrator.deliveries import DeliveryService
 from settings import get_settings
 from webhooks import config
+from telemetry import tracing
 from telemetry.metrics import count_webhook
 from workers.app import app
 from workers.connections import get_redis
@@ -52,7 +53,13 @@ def delivery_service() -> DeliveryService:
 def deliver(job_id: str, token: int) -> str:
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(job_id=job_id)
-    outcome = delivery_service().deliver(job_id, token)
+    service = delivery_service()
+    trace_id = None
+    if tracing.configure("qgate-webhooks"):  # a thread pool has no worker_process_init: set up on first use
+        job = service.store.get(job_id)
+        trace_id = job.trace_id if job is not None else None
+    with tracing.span_in_trace("qgate.webhook.deliver", trace_id, job_id=job_id):
+        outcome = service.deliver(job_id, token)
     try:
         count_webhook(get_redis(), outcome)
     except Exception:  # a counter must never turn a recorded delivery into a retried task

@@ -99,6 +99,8 @@ def test_one_trace_spans_the_ingress_and_the_worker_of_a_job(traced: Stack, coll
     worker_run = [s for s in spans if s[2] == "run/qgate.solve.heuristic"][0]
     assert worker_run[3], "the worker's span has a parent: the ingress's context came in the message"
 
+    wait_for(lambda: any(service == "qgate-audit" and name == "qgate.audit.append"
+                         for service, _, name, _ in collector.spans) or None, 30, "the audit writer's append spans")
     accepted = traced.wait_audited(job["job_id"], "job.accepted")
     assert [e["data"]["trace_id"] for e in accepted if e["type"] == "job.accepted"] == [trace_id]
     lines = [json.loads(line) for path in traced.logs.glob("*.log") for line in path.read_text().splitlines()
