@@ -90,6 +90,8 @@ def _path(rule: str, ctx: Tenants, job_id: str | None = None) -> str:
     def value(match: re.Match[str]) -> str:
         if match.group(1) == "filename":
             return "console.css"
+        if match.group(1) == "lane":
+            return "qpu"
         assert match.group(1) == "job_id", f"no known value for <{match.group(1)}> in {rule}: teach this test"
         return job_id or ctx.job_a
     return VARIABLE.sub(value, rule)
@@ -250,6 +252,9 @@ EXPECTATIONS: dict[tuple[str, str], Check] = {
     ("GET", "/openapi.json"): no_leak(),
     ("GET", "/api/v1/usage"): usage_is_own_tenant,
     ("GET", "/api/v1/usage/limits"): spend_limits_are_own_tenant,
+    ("GET", "/api/v1/reports/lanes"): no_leak(),  # B's own shadow comparisons only (A's tenant= needs ops:read)
+    # the device's readings: no tenant's data in them
+    ("GET", "/api/v1/ops/lanes/<lane>/canary"): lambda ctx, method, rule: no_leak()(ctx, method, _path(rule, ctx)),
     ("GET", "/dashboard/login"): no_leak(),
     ("GET", "/dashboard/static/<path:filename>"): lambda ctx, method, rule: no_leak()(ctx, method, _path(rule, ctx)),
     ("POST", "/dashboard/login"): console_needs_a_session,
