@@ -277,11 +277,11 @@ OVERSIZED = {
 @pytest.mark.parametrize("case", list(OVERSIZED.values()), ids=list(OVERSIZED))
 def test_oversized_programs_are_refused_before_any_parser(case: tuple[str, str], no_parser: None) -> None:
     qasm, expected = case
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: the refusal's own cost, not the shared machine's load
     message = _refusal(qasm + "\n")
     assert expected in message
     assert len(message) <= MAX_ERROR_CHARS
-    assert time.perf_counter() - started < 1.0
+    assert time.process_time() - started < 1.0
 
 
 ACCEPTED = {
