@@ -99,8 +99,8 @@ def test_qpu_provider_failures_and_queue_delays_map_to_attempt_outcomes(stack: S
         failed = _finished(stack, token, body, budget_ms=6000)
     assert failed["status"] == "succeeded" and failed["solver"]["lane"] == "sim"
     assert failed["attempts"][0]["outcome"] == "failed" and "QpuError" in failed["attempts"][0]["reason"]
-    with stack.worker_env("qpu", QGATE_QPU_QUEUE_DELAY_MS="30000"):
-        delayed = _finished(stack, token, body, budget_ms=4000)
+    with stack.worker_env("qpu", QGATE_QPU_QUEUE_DELAY_MS="30000"):  # 8 s: sim keeps ~4 s on a loaded machine
+        delayed = _finished(stack, token, body, budget_ms=8000)
     assert delayed["status"] == "succeeded" and delayed["solver"]["lane"] == "sim"
     assert delayed["attempts"][0]["outcome"] == "timeout", delayed["attempts"]
 
