@@ -166,9 +166,17 @@ def check_qaoa(problem: Any, limits: LaneLimits, *, default_max_qubits: int = QA
     return Verdict.yes()
 
 
-# QAOA on the qpu lane (`solvers.qpu_qaoa`): one layer, angles searched on the statevector, so the
-# statevector's qubit cap applies too.
-QPU_QAOA_MAX_QUBITS = QAOA_DEFAULT_MAX_QUBITS
+# QAOA on the qpu lane (`solvers.qpu_qaoa`): one layer. Up to this many variables its angles are searched
+# on the statevector, as the sim lane's; beyond, on the closed-form one-layer energy (`solvers.qaoa_p1`).
+QPU_QAOA_STATEVECTOR_MAX_QUBITS = QAOA_DEFAULT_MAX_QUBITS
+# The largest encoding the qpu lane builds: above the largest device a provider offers (IBM Heron, 156
+# qubits), and a bound on the planner's work, which builds the encoding to count its couplings.
+QPU_QAOA_MAX_QUBITS = 160
+# Seconds per closed-form evaluation per (coupling x qubit), and a floor. Measured on the reference machine
+# (2 cores): 0.06 ms for 27 couplings on 24 qubits, 4 ms for 1,225 on 50, 146 ms for 11,175 on 150
+# (7-9e-8 per coupling-qubit; the constant keeps a margin for a loaded machine).
+QAOA_CLOSED_FORM_SECONDS_PER_COUPLING_QUBIT = 1.5e-7
+QAOA_CLOSED_FORM_SECONDS_FLOOR = 1e-4
 QPU_QAOA_SHOTS = 1024
 # Where a device's errors leave noise only, as a product of its median two-qubit gate error and the QAOA
 # circuit's two-qubit gates before routing (`qpu_useful_two_qubit_gates`). Measured with
@@ -186,6 +194,11 @@ def qpu_useful_two_qubit_gates(median_two_qubit_error: float | None) -> int | No
     return int(QPU_NOISE_BUDGET / median_two_qubit_error)
 
 
+def qaoa_closed_form_seconds(qubits: int, couplings: int) -> float:
+    """Expected seconds for one closed-form evaluation of the one-layer QAOA energy."""
+    return QAOA_CLOSED_FORM_SECONDS_FLOOR + QAOA_CLOSED_FORM_SECONDS_PER_COUPLING_QUBIT * couplings * qubits
+
+
 def qaoa_two_qubit_gates(problem: Any, reps: int = 1) -> int:
     """Two-qubit gates (RZZ) of the QAOA circuit before routing: one per coupling of the encoding per layer.
 
@@ -198,7 +211,7 @@ def qaoa_two_qubit_gates(problem: Any, reps: int = 1) -> int:
 def check_qpu_qaoa(problem: Any, limits: LaneLimits, *, shots: int = QPU_QAOA_SHOTS,
                    device: str | None = None) -> Verdict:
     """QAOA on a device: qubits against the device (a layout needs one physical qubit per variable) and the
-    statevector search's cap, shots against the device's, and the circuit's two-qubit gates before routing
+    largest encoding the lane builds, shots against the device's, and the circuit's two-qubit gates before routing
     against the device's useful size (``max_two_qubit_gates``, from its error rate and the measured noise
     budget)."""
     if problem.kind not in QAOA_KINDS:
@@ -208,19 +221,21 @@ def check_qpu_qaoa(problem: Any, limits: LaneLimits, *, shots: int = QPU_QAOA_SH
     if limits.max_qubits is not None and qubits > limits.max_qubits:
         return Verdict.no(f"capacity: {qubits} qubits after layout > {limits.max_qubits}{where}")
     if qubits > QPU_QAOA_MAX_QUBITS:
-        return Verdict.no(f"capacity: {qubits} qubits > {QPU_QAOA_MAX_QUBITS}, the most whose QAOA angles "
-                          "are optimised on the statevector (no fixed angles are used beyond it)")
+        return Verdict.no(f"capacity: {qubits} qubits > {QPU_QAOA_MAX_QUBITS}, the largest QAOA encoding the qpu "
+                          "lane builds")
     if limits.max_shots is not None and shots > limits.max_shots:
         return Verdict.no(f"capacity: {shots} shots > {limits.max_shots}{where}")
     useful = limits.max_two_qubit_gates
-    if useful is not None:
-        gates = qaoa_two_qubit_gates(problem)
-        if gates > useful:
-            return Verdict.no(
-                f"capacity: QAOA needs {gates} two-qubit gates before routing > {useful}{where}: beyond that "
-                f"the device's errors leave noise only (measured on the emulated device: sampled mean energy "
-                f"indistinguishable from uniform sampling past {QPU_NOISE_BUDGET:g} / median two-qubit error)")
-    seconds = qaoa_expected_seconds(qubits, 1, QAOA_EVALUATIONS[1])
+    gates = qaoa_two_qubit_gates(problem)
+    if useful is not None and gates > useful:
+        return Verdict.no(
+            f"capacity: QAOA needs {gates} two-qubit gates before routing > {useful}{where}: beyond that "
+            f"the device's errors leave noise only (measured on the emulated device: sampled mean energy "
+            f"indistinguishable from uniform sampling past {QPU_NOISE_BUDGET:g} / median two-qubit error)")
+    if qubits <= QPU_QAOA_STATEVECTOR_MAX_QUBITS:
+        seconds = qaoa_expected_seconds(qubits, 1, QAOA_EVALUATIONS[1])
+    else:
+        seconds = QAOA_EVALUATIONS[1] * qaoa_closed_form_seconds(qubits, gates)
     if seconds > QAOA_MAX_EXPECTED_S:
         return Verdict.no(f"capacity: the QAOA angle search on {qubits} qubits needs ~{math.ceil(seconds)} s > "
                           f"{QAOA_MAX_EXPECTED_S:g} s")

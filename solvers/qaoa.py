@@ -54,15 +54,37 @@ class _Stop(Exception):
     """Raised inside the objective to end the optimisation: budget spent or deadline near."""
 
 
+Expectation = Callable[[np.ndarray], "tuple[float, np.ndarray | None]"]
+
+
 @dataclass
-class _Evaluator:
-    """Energy expectation of angles ``[γ_1..γ_p, β_1..β_p]`` on the transpiled QAOA circuit."""
+class StatevectorExpectation:
+    """The energy of angles ``[γ_1..γ_p, β_1..β_p]`` on the transpiled QAOA circuit: Aer computes the
+    statevector, whose probabilities are dotted with the precomputed energies of all ``2**n`` states."""
 
     simulator: Any
     circuit: Any
     gammas: list[Any]
     betas: list[Any]
     energies: np.ndarray
+
+    def __call__(self, angles: np.ndarray) -> tuple[float, np.ndarray | None]:
+        binding = {param: float(value) for param, value in zip(self.gammas + self.betas, angles)}
+        bound = self.circuit.assign_parameters(binding, inplace=False)
+        result = self.simulator.run(bound).result()
+        if not result.success:
+            raise RuntimeError(f"Aer simulation failed: {result.status}")
+        state = np.asarray(result.get_statevector(0))
+        probabilities = state.real ** 2 + state.imag ** 2
+        return float(probabilities @ self.energies), probabilities
+
+
+@dataclass
+class Evaluator:
+    """The search's objective: an expectation (`StatevectorExpectation` or the closed form of
+    `solvers.qaoa_p1`) behind an evaluation budget, a deadline and a replayed stop, keeping the best."""
+
+    expectation: Expectation
     mean: float
     scale: float
     budget: int
@@ -75,15 +97,6 @@ class _Evaluator:
     best_angles: np.ndarray | None = None
     best_probabilities: np.ndarray | None = None
 
-    def probabilities(self, angles: np.ndarray) -> np.ndarray:
-        binding = {param: float(value) for param, value in zip(self.gammas + self.betas, angles)}
-        bound = self.circuit.assign_parameters(binding, inplace=False)
-        result = self.simulator.run(bound).result()
-        if not result.success:
-            raise RuntimeError(f"Aer simulation failed: {result.status}")
-        state = np.asarray(result.get_statevector(0))
-        return state.real ** 2 + state.imag ** 2
-
     def __call__(self, angles: np.ndarray) -> float:
         """The energy in units of the scaled Hamiltonian (what the optimiser sees)."""
         if self.evaluations >= self.budget:
@@ -95,8 +108,7 @@ class _Evaluator:
             self.stopped_by = "time"
             raise _Stop("time")
         started = time.perf_counter()
-        probabilities = self.probabilities(np.asarray(angles, dtype=np.float64))
-        energy = float(probabilities @ self.energies)
+        energy, probabilities = self.expectation(np.asarray(angles, dtype=np.float64))
         self.seconds = max(self.seconds if self.evaluations else 0.0, time.perf_counter() - started)
         self.evaluations += 1
         if energy < self.best_energy:
@@ -108,21 +120,27 @@ class _Evaluator:
 
 @dataclass
 class AngleSearch:
-    """What the noiseless angle search found: the angles, their statevector probabilities and energy, and
-    how the search went (evaluations planned and used, stages, whether the clock stopped it)."""
+    """What the noiseless angle search found: the angles, their noiseless energy, and how the search went
+    (evaluations planned and used, stages, whether the clock stopped it).
+
+    ``energies`` (all ``2**n`` energies) and ``probabilities`` (the state at the best angles) exist only
+    when the search ran on the statevector; the closed-form search (`solvers.qaoa_p1`) has neither.
+    """
 
     h: np.ndarray
     J: np.ndarray
     scale: float
     reps: int
-    energies: np.ndarray
     angles: np.ndarray
-    probabilities: np.ndarray
     expected_energy: float
+    uniform_mean_energy: float
     evaluations: int
     budget: int
     stages: list[dict[str, Any]]
     stopped_by: str
+    method: str
+    energies: np.ndarray | None = None
+    probabilities: np.ndarray | None = None
     optimizer: str = "grid+COBYLA"
 
     @property
@@ -135,6 +153,8 @@ class AngleSearch:
 
     def details(self) -> dict[str, Any]:
         """The search's part of a result's ``quantum`` details (what a replay needs: the evaluations)."""
+        ground = (_ground_state(self.probabilities, self.energies)
+                  if self.probabilities is not None and self.energies is not None else {})
         return {
             "optimizer_evaluations": self.evaluations,
             "planned_evaluations": self.budget,
@@ -143,8 +163,8 @@ class AngleSearch:
             "stages": self.stages,
             "stopped_by": self.stopped_by,
             "expected_energy": self.expected_energy,
-            "uniform_mean_energy": float(self.energies.mean()),
-            **_ground_state(self.probabilities, self.energies),
+            "uniform_mean_energy": self.uniform_mean_energy,
+            **ground,
             "hamiltonian_scale": self.scale,
             "gammas": self.gammas,
             "betas": self.betas,
@@ -239,7 +259,7 @@ class QaoaSolver:
         return Solution(result=best.result, details=details)
 
     def optimise_angles(self, encoding: Encoding, time_limit_s: float, deadline: float) -> AngleSearch:
-        """The QAOA angles for ``encoding`` with the lowest noiseless energy found by `_optimise` before
+        """The QAOA angles for ``encoding`` with the lowest noiseless energy found by `search_angles` before
         ``deadline`` (``time.perf_counter``), within the evaluations planned for ``time_limit_s``.
 
         Raises TimeoutError when not one evaluation fits. Shared with the qpu lane, which samples the
@@ -251,69 +271,33 @@ class QaoaSolver:
         energies = energy_vector(qubo)
         h, J, _ = to_ising(qubo)
         scale = ising_scale(h, J)
-        evaluator = self._evaluator(h, J, scale, reps, energies, budget, deadline)
-        stages = self._optimise(evaluator, reps, scale)
+        evaluator = Evaluator(self._expectation(h, J, scale, reps, energies), float(energies.mean()),
+                              scale or 1.0, budget, deadline, qaoa_seconds_per_evaluation(n, reps),
+                              self.stop_after_evaluations)
+        stages = search_angles(evaluator, reps, scale)
         if evaluator.best_probabilities is None or evaluator.best_angles is None:
             raise TimeoutError(f"QAOA on {n} qubits: not one energy evaluation fitted in the "
                                f"{time_limit_s:g} s time limit")
-        return AngleSearch(h=h, J=J, scale=scale, reps=reps, energies=energies, angles=evaluator.best_angles,
-                           probabilities=evaluator.best_probabilities, expected_energy=evaluator.best_energy,
+        return AngleSearch(h=h, J=J, scale=scale, reps=reps, angles=evaluator.best_angles,
+                           expected_energy=evaluator.best_energy, uniform_mean_energy=float(energies.mean()),
                            evaluations=evaluator.evaluations, budget=budget, stages=stages,
-                           stopped_by=evaluator.stopped_by)
+                           stopped_by=evaluator.stopped_by, method="noiseless statevector search",
+                           energies=energies, probabilities=evaluator.best_probabilities)
 
     def _reserve(self, qubits: int) -> float:
         """Seconds kept back from the optimiser for sampling and decoding (measured: decoding 1024
         distinct 16-qubit tsp samples takes ~0.03 s, drawing 1024 shots from 2**20 states ~0.01 s)."""
         return 0.02 + 5e-5 * self.shots + 1e-8 * 2.0 ** qubits
 
-    def _evaluator(self, h: np.ndarray, J: np.ndarray, scale: float, reps: int, energies: np.ndarray,
-                   budget: int, deadline: float) -> _Evaluator:
+    def _expectation(self, h: np.ndarray, J: np.ndarray, scale: float, reps: int,
+                     energies: np.ndarray) -> StatevectorExpectation:
         from qiskit import transpile
 
         simulator = self._backend()
         circuit, gammas, betas = qaoa_circuit(h, J, reps, scale)
         circuit.save_statevector()
         circuit = transpile(circuit, simulator, optimization_level=1, seed_transpiler=1)
-        return _Evaluator(simulator, circuit, gammas, betas, energies, float(energies.mean()),
-                          scale or 1.0, budget, deadline,
-                          qaoa_seconds_per_evaluation(len(h), reps), self.stop_after_evaluations)
-
-    def _optimise(self, evaluator: _Evaluator, reps: int, scale: float) -> list[dict[str, Any]]:
-        """Grid at one layer, COBYLA at one layer, then (two layers) COBYLA on both; best angles kept.
-
-        Returns one entry per stage run, with the evaluations it used and the best energy after it.
-        """
-        stages: list[dict[str, Any]] = []
-        if scale == 0.0:
-            # every bit vector has the same energy: one evaluation gives the (uniform) state to sample
-            _run_stage(stages, "constant", evaluator, lambda: evaluator(np.zeros(2 * reps)))
-            return stages
-        budget = evaluator.budget
-        large = budget >= 3 * len(GRID_GAMMAS) * len(GRID_BETAS)
-        gammas, betas = (GRID_GAMMAS, GRID_BETAS) if large else (SMALL_GRID_GAMMAS, SMALL_GRID_BETAS)
-        grid = [(g, b) for g in gammas for b in betas]
-
-        def one_layer(angles: np.ndarray) -> float:
-            return evaluator(_pad(angles, reps))
-
-        def run_grid() -> None:
-            for g, b in grid:
-                one_layer(np.array([g, b]))
-
-        _run_stage(stages, "grid", evaluator, run_grid)
-        one_layer_share = 1.0 if reps == 1 else 0.4
-        cobyla_one = int((budget - evaluator.evaluations) * one_layer_share)
-        start = evaluator.best_angles
-        if start is not None and cobyla_one >= 4:
-            x0 = np.array([start[0], start[reps]])
-            _run_stage(stages, "cobyla-p1", evaluator, lambda: _cobyla(one_layer, x0, cobyla_one))
-        if reps > 1 and evaluator.best_angles is not None:
-            best = evaluator.best_angles
-            x0 = np.concatenate([_interp(best[:reps], reps), _interp(best[reps:], reps)])
-            left = budget - evaluator.evaluations
-            if left >= 2 * reps + 2:
-                _run_stage(stages, f"cobyla-p{reps}", evaluator, lambda: _cobyla(evaluator, x0, left))
-        return stages
+        return StatevectorExpectation(simulator, circuit, gammas, betas, energies)
 
     def _backend(self) -> Any:
         if self._simulator is None:
@@ -321,6 +305,46 @@ class QaoaSolver:
 
             self._simulator = AerSimulator(method="statevector")
         return self._simulator
+
+
+def search_angles(evaluator: Evaluator, reps: int, scale: float) -> list[dict[str, Any]]:
+    """Grid at one layer, COBYLA at one layer, then (two layers) COBYLA on both; best angles kept.
+
+    The same search for every expectation: the grid is in units of the scaled Hamiltonian.
+
+    Returns one entry per stage run, with the evaluations it used and the best energy after it.
+    """
+    stages: list[dict[str, Any]] = []
+    if scale == 0.0:
+        # every bit vector has the same energy: one evaluation gives the (uniform) state to sample
+        _run_stage(stages, "constant", evaluator, lambda: evaluator(np.zeros(2 * reps)))
+        return stages
+    budget = evaluator.budget
+    large = budget >= 3 * len(GRID_GAMMAS) * len(GRID_BETAS)
+    gammas, betas = (GRID_GAMMAS, GRID_BETAS) if large else (SMALL_GRID_GAMMAS, SMALL_GRID_BETAS)
+    grid = [(g, b) for g in gammas for b in betas]
+
+    def one_layer(angles: np.ndarray) -> float:
+        return evaluator(_pad(angles, reps))
+
+    def run_grid() -> None:
+        for g, b in grid:
+            one_layer(np.array([g, b]))
+
+    _run_stage(stages, "grid", evaluator, run_grid)
+    one_layer_share = 1.0 if reps == 1 else 0.4
+    cobyla_one = int((budget - evaluator.evaluations) * one_layer_share)
+    start = evaluator.best_angles
+    if start is not None and cobyla_one >= 4:
+        x0 = np.array([start[0], start[reps]])
+        _run_stage(stages, "cobyla-p1", evaluator, lambda: _cobyla(one_layer, x0, cobyla_one))
+    if reps > 1 and evaluator.best_angles is not None:
+        best = evaluator.best_angles
+        x0 = np.concatenate([_interp(best[:reps], reps), _interp(best[reps:], reps)])
+        left = budget - evaluator.evaluations
+        if left >= 2 * reps + 2:
+            _run_stage(stages, f"cobyla-p{reps}", evaluator, lambda: _cobyla(evaluator, x0, left))
+    return stages
 
 
 def qaoa_circuit(h: np.ndarray, J: np.ndarray, reps: int, scale: float = 1.0) -> tuple[Any, list[Any], list[Any]]:
@@ -378,7 +402,7 @@ def _cobyla(objective: Callable[[np.ndarray], float], x0: np.ndarray, maxiter: i
     minimize(objective, x0, method="COBYLA", options={"maxiter": int(maxiter), "rhobeg": COBYLA_RHOBEG})
 
 
-def _run_stage(stages: list[dict[str, Any]], name: str, evaluator: _Evaluator, body: Callable[[], object]) -> None:
+def _run_stage(stages: list[dict[str, Any]], name: str, evaluator: Evaluator, body: Callable[[], object]) -> None:
     before = evaluator.evaluations
     try:
         body()
@@ -413,10 +437,18 @@ def _rank(decoded: Decoded) -> tuple[bool, float, bool]:
 
 
 def decode_samples(encoding: Encoding, samples: np.ndarray,
-                    energies: np.ndarray) -> tuple[Decoded, dict[str, Any]]:
-    """The best decoded sample by `_rank` (ties: the lowest basis-state index) and raw statistics."""
+                   energies: np.ndarray) -> tuple[Decoded, dict[str, Any]]:
+    """`decode_rows` for basis-state indices drawn from the statevector, with their precomputed energies."""
     indices, counts = np.unique(samples, return_counts=True)
-    rows = indices_to_bits(indices, encoding.qubo.n)
+    return decode_rows(encoding, indices_to_bits(indices, encoding.qubo.n), counts, energies[indices])
+
+
+def decode_rows(encoding: Encoding, rows: np.ndarray, counts: np.ndarray,
+                energies: np.ndarray | None = None) -> tuple[Decoded, dict[str, Any]]:
+    """The best decoded sample by `_rank` (ties: the first row; callers order rows by basis-state index)
+    and the raw statistics, from distinct bit rows, their shot counts and (when known) their energies."""
+    if energies is None:
+        energies = encoding.qubo.energies(rows)
     best: Decoded | None = None
     raw_feasible = 0
     for row, count in zip(rows, counts):
@@ -425,11 +457,11 @@ def decode_samples(encoding: Encoding, samples: np.ndarray,
         if best is None or _rank(decoded) < _rank(best):
             best = decoded
     assert best is not None
-    raw = energies[samples]
+    shots = int(np.sum(counts))
     stats = {
-        "best_raw_energy": float(raw.min()),
-        "mean_raw_energy": float(raw.mean()),
-        "feasible_share": raw_feasible / len(samples),
-        "distinct_samples": int(len(indices)),
+        "best_raw_energy": float(np.min(energies)),
+        "mean_raw_energy": float(np.dot(energies, counts) / shots),
+        "feasible_share": raw_feasible / shots,
+        "distinct_samples": int(len(rows)),
     }
     return best, stats

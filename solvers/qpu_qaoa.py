@@ -1,10 +1,10 @@
 """The qpu lane's optimiser: QAOA for qubo, tsp and assignment, angles found classically, shots on the device.
 
-The angles come from the sim lane's search (`solvers.qaoa.QaoaSolver.optimise_angles`: a grid, then COBYLA,
-on the noiseless statevector), at one layer: on a noisy device every further layer adds the same number of
-two-qubit gates again, and the device's errors grow with them. The search is bounded by the statevector's
-limits (`QPU_QAOA_MAX_QUBITS`); larger problems are refused with that reason rather than run with angles
-nobody optimised for them.
+The angles come from the sim lane's search (`solvers.qaoa.search_angles`: a grid, then COBYLA) at one layer:
+on a noisy device every further layer adds the same number of two-qubit gates again, and the device's errors
+grow with them. Up to `QPU_QAOA_STATEVECTOR_MAX_QUBITS` the search runs on the noiseless statevector (as the
+sim lane's); beyond it, on the exact one-layer energy in closed form (`solvers.qaoa_p1`), which costs
+couplings × qubits per evaluation instead of 2**n, so the angles are still optimised, not fixed.
 
 The bound circuit is transpiled to the device's target (seeded), checked against the device's useful size,
 and sampled through the adapter with the qpu lane's circuit machinery (`QpuCircuitSolver.sample`: submit,
@@ -26,9 +26,17 @@ import numpy as np
 
 from solvers.aer import simulator_seed
 from solvers.base import LaneLimits, NoFeasibleSolution, Solution, SolverRefused, Verdict
-from solvers.capability import QAOA_KINDS, QPU_QAOA_SHOTS, check_qpu_qaoa
-from solvers.encodings import encode
-from solvers.qaoa import QaoaSolver, decode_samples, qaoa_circuit
+from solvers.capability import (
+    QAOA_EVALUATIONS,
+    QAOA_KINDS,
+    QPU_QAOA_SHOTS,
+    QPU_QAOA_STATEVECTOR_MAX_QUBITS,
+    check_qpu_qaoa,
+    qaoa_closed_form_seconds,
+)
+from solvers.encodings import Encoding, encode
+from solvers.qaoa import AngleSearch, QaoaSolver, decode_rows, qaoa_circuit
+from solvers.qaoa_p1 import optimise_angles_closed_form
 from solvers.qpu import QpuCircuitSolver, _physical_qubits
 from solvers.qpu_base import QpuAdapter
 
@@ -39,14 +47,17 @@ TWO_QUBIT_GATES = frozenset({"cx", "ecr", "cz", "swap", "rzz", "iswap"})
 
 
 class QpuQaoaSolver:
-    """QAOA on the qpu lane: statevector-optimised angles, transpiled and sampled on the adapter's device."""
+    """QAOA on the qpu lane: angles optimised noiselessly (statevector, or the closed form past
+    ``statevector_max_qubits``), transpiled and sampled on the adapter's device."""
 
     lane = "qpu"
     kinds = QAOA_KINDS
 
     def __init__(self, adapter: QpuAdapter, *, shots: int = QPU_QAOA_SHOTS, poll_interval_s: float = 0.02,
-                 max_evaluations: int | None = None, stop_after_evaluations: int | None = None) -> None:
+                 max_evaluations: int | None = None, stop_after_evaluations: int | None = None,
+                 statevector_max_qubits: int = QPU_QAOA_STATEVECTOR_MAX_QUBITS) -> None:
         self.adapter = adapter
+        self.statevector_max_qubits = statevector_max_qubits
         self.shots = shots
         self.device = QpuCircuitSolver(adapter, poll_interval_s=poll_interval_s)
         self.angles = QaoaSolver(shots=shots, reps=QPU_QAOA_REPS, max_evaluations=max_evaluations,
@@ -70,8 +81,7 @@ class QpuQaoaSolver:
         if not verdict.ok:
             raise SolverRefused(verdict.reason)
         encoding = encode(problem)
-        search = self.angles.optimise_angles(encoding, SEARCH_SHARE * time_limit_s,
-                                             started + SEARCH_SHARE * time_limit_s)
+        search = self.search(encoding, SEARCH_SHARE * time_limit_s, started + SEARCH_SHARE * time_limit_s)
         adapter = self.adapter
         with adapter.attempt(deadline):
             circuit = bound_circuit(search)
@@ -82,8 +92,8 @@ class QpuQaoaSolver:
                 raise SolverRefused(f"capacity: depth {depth} > {max_depth} after transpiling to {adapter.name}")
             handle, counts, queue_s = self.device.sample(isa, self.shots, seed, deadline, time_limit_s)
             calibration = adapter.calibration_snapshot()
-        samples = counts_to_indices(counts)
-        best, stats = decode_samples(encoding, samples, search.energies)
+        rows, shots = counts_to_rows(counts, encoding.qubo.n)
+        best, stats = decode_rows(encoding, rows, shots)
         if not best.feasible:
             raise NoFeasibleSolution(f"infeasible: none of {self.shots} device samples could be repaired into "
                                      "an assignment within every truck's capacity")
@@ -100,7 +110,7 @@ class QpuQaoaSolver:
                 "shots": self.shots,
                 **stats,
                 **search.details(),
-                "angles_from": "noiseless statevector search",
+                "angles_from": search.method,
                 "transpiled_depth": depth,
                 "two_qubit_gates": two_qubit,
                 "layout": _physical_qubits(isa),
@@ -110,6 +120,17 @@ class QpuQaoaSolver:
             "runtime_s": round(time.perf_counter() - started, 4),
         }
         return Solution(result=best.result, details=details, calibration=calibration)
+
+    def search(self, encoding: Encoding, time_limit_s: float, deadline: float) -> AngleSearch:
+        """The one-layer angles: on the statevector up to ``statevector_max_qubits``, in closed form beyond,
+        with as many evaluations as the plan (or a replay's record) allows and ``time_limit_s`` fits."""
+        n = encoding.qubo.n
+        if n <= self.statevector_max_qubits:
+            return self.angles.optimise_angles(encoding, time_limit_s, deadline)
+        wanted = self.angles.max_evaluations or QAOA_EVALUATIONS[1]
+        fits = int(time_limit_s / qaoa_closed_form_seconds(n, len(encoding.qubo.interactions())))
+        return optimise_angles_closed_form(encoding, max(1, min(wanted, fits)), deadline,
+                                           self.angles.stop_after_evaluations)
 
 
 def bound_circuit(search: Any) -> Any:
@@ -127,11 +148,12 @@ def two_qubit_gates(circuit: Any) -> int:
     return int(sum(count for name, count in circuit.count_ops().items() if name in TWO_QUBIT_GATES))
 
 
-def counts_to_indices(counts: dict[str, int]) -> np.ndarray:
-    """One basis-state index per shot, in a fixed order (ascending bitstring)."""
-    keys = sorted(counts)
-    return np.repeat(np.array([int(key, 2) for key in keys], dtype=np.int64),
-                     [int(counts[key]) for key in keys])
+def counts_to_rows(counts: dict[str, int], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct ``(k, n)`` bit rows (``row[i]`` is qubit ``i``, the key's last character) in ascending
+    basis-state order, and their shot counts; any width (a 127-qubit key is no int64)."""
+    keys = sorted(counts, key=lambda key: int(key, 2))
+    rows = np.array([[int(bit) for bit in reversed(key.zfill(n)[-n:])] for key in keys], dtype=np.uint8)
+    return rows.reshape(len(keys), n), np.array([int(counts[key]) for key in keys], dtype=np.int64)
 
 
 def _least(a: int | None, b: int | None) -> int | None:

@@ -13,7 +13,8 @@ from solvers.capability import QPU_NOISE_BUDGET, QPU_QAOA_SHOTS, check_qpu_qaoa,
 from solvers.encodings import encode
 from solvers.problems import parse_problem
 from solvers.qpu import EmulatedQpu
-from solvers.qpu_qaoa import QpuQaoaSolver, counts_to_indices
+from solvers.qaoa_p1 import METHOD as CLOSED_FORM
+from solvers.qpu_qaoa import QpuQaoaSolver, counts_to_rows
 from solvers.registry import LANE_KINDS, choose_solver, lane_solvers, static_verdict
 
 
@@ -42,7 +43,7 @@ def test_the_qpu_lane_plans_routing_kinds_and_keeps_circuits() -> None:
     (TSP4, LaneLimits(max_qubits=8), "9 qubits after layout > 8"),
     (dense_qubo(13), LaneLimits(max_qubits=27, max_two_qubit_gates=69), "78 two-qubit gates before routing > 69"),
     (dense_qubo(6), LaneLimits(max_shots=100), f"{QPU_QAOA_SHOTS} shots > 100"),
-    ({"kind": "tsp", "locations": [[i, i * i] for i in range(7)]}, LaneLimits(), "36 qubits > 20"),
+    ({"kind": "tsp", "locations": [[i, i * i] for i in range(14)]}, LaneLimits(), "169 qubits > 160"),
 ])
 def test_what_the_device_cannot_hold_is_refused_with_its_reason(data: dict, limits: LaneLimits, fragment: str) -> None:
     problem = parse_problem(data)
@@ -56,6 +57,20 @@ def test_a_large_routing_problem_is_refused_before_it_is_encoded() -> None:
     problem = parse_problem({"kind": "tsp", "locations": [[i, 2 * i] for i in range(200)]})
     assert "qubits after layout" in static_verdict("qpu", problem, LaneLimits(max_qubits=27,
                                                                              max_two_qubit_gates=50)).reason
+    started = time.process_time()  # 39,601 variables: encoding them would take minutes and gigabytes
+    assert "the largest QAOA encoding" in static_verdict("qpu", problem, LaneLimits()).reason
+    assert time.process_time() - started < 0.5
+
+
+@pytest.mark.parametrize("data", [
+    {"kind": "tsp", "locations": [[i, i * i] for i in range(7)]},
+    {"kind": "qubo", "n": 150, "terms": [[i, i + 1, 1.0] for i in range(149)]},
+], ids=["tsp7-36-qubits", "qubo150-chain"])
+def test_past_the_statevector_a_device_large_enough_is_planned(data: dict) -> None:
+    """Past 20 variables the angles come from the closed form, so only the device and its noise limit."""
+    problem = parse_problem(data)
+    assert static_verdict("qpu", problem, LaneLimits(max_qubits=156, max_two_qubit_gates=500)).ok
+    assert "qubits after layout > 16" in static_verdict("qpu", problem, LaneLimits(max_qubits=16)).reason
 
 
 def test_the_useful_size_follows_the_device_error() -> None:
@@ -72,9 +87,13 @@ def test_the_qpu_cost_estimate_counts_the_qaoa_shots() -> None:
     assert costs["qpu"] == pytest.approx(0.3 + 0.001 * QPU_QAOA_SHOTS) and costs["sim"] == 0.0
 
 
-def test_counts_become_little_endian_indices_one_per_shot() -> None:
-    indices = counts_to_indices({"011": 2, "100": 1})
-    assert sorted(indices.tolist()) == [3, 3, 4]
+def test_counts_become_little_endian_rows_in_basis_state_order() -> None:
+    rows, shots = counts_to_rows({"100": 1, "011": 2, "1": 4}, 3)
+    assert rows.tolist() == [[1, 0, 0], [1, 1, 0], [0, 0, 1]] and shots.tolist() == [4, 2, 1]
+    wide = "1" + "0" * 125 + "1"  # 127 qubits: no int64 holds the index
+    rows, shots = counts_to_rows({wide: 3, "0" * 127: 1}, 127)
+    assert rows.shape == (2, 127) and rows[1, 0] == rows[1, 126] == 1 and rows[1].sum() == 2
+    assert shots.tolist() == [1, 3]
 
 
 @pytest.mark.parametrize("data", [dense_qubo(6), TSP4], ids=["qubo6", "tsp4"])
@@ -92,6 +111,24 @@ def test_samples_from_the_noisy_device_beat_uniform_sampling_and_repeat_with_the
     assert q["optimizer_evaluations"] <= q["planned_evaluations"]
     again = solver.solve(problem, time_limit_s=30, seed=11)
     assert again.result == first.result and again.details["quantum"]["mean_raw_energy"] == q["mean_raw_energy"]
+
+
+def test_past_the_statevector_the_closed_form_angles_beat_uniform_sampling_on_the_device(
+        guadalupe: EmulatedQpu) -> None:
+    """The closed-form path end to end on the emulated device (the statevector cap lowered to 4 so a
+    6-variable problem takes it: Aer cannot sample a noisy 21+ qubit circuit in a test's time)."""
+    problem = parse_problem(dense_qubo(6))
+    solver = QpuQaoaSolver(guadalupe, shots=512, statevector_max_qubits=4)
+    first = solver.solve(problem, time_limit_s=30, seed=5)
+    q = first.details["quantum"]
+    assert q["angles_from"] == CLOSED_FORM and "ground_state_probability" not in q
+    assert q["mean_raw_energy"] < q["uniform_mean_energy"] and q["expected_energy"] < q["uniform_mean_energy"]
+    statevector = QpuQaoaSolver(guadalupe, shots=512).solve(problem, time_limit_s=30, seed=5).details["quantum"]
+    assert statevector["angles_from"] == "noiseless statevector search"
+    assert q["expected_energy"] == pytest.approx(statevector["expected_energy"], rel=1e-3)
+    assert q["uniform_mean_energy"] == pytest.approx(statevector["uniform_mean_energy"])
+    again = solver.solve(problem, time_limit_s=30, seed=5)
+    assert again.result == first.result and again.details["quantum"]["gammas"] == q["gammas"]
 
 
 def test_a_circuit_deeper_than_the_device_allows_is_refused_after_transpiling() -> None:
