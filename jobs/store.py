@@ -124,12 +124,13 @@ class JobStore:
 
     def create(self, job: Job, problem: dict[str, Any], events: list[Event],
                also: Callable[[Any], None] | None = None, max_active: int | None = None,
-               guards: Iterable[Any] = ()) -> bool:
+               guards: Iterable[Any] = (), canonical: bytes | None = None) -> bool:
         """Store a new job, its problem (also content-addressed: `canonical_problem_key`, for replay) and
         its events atomically, unless its tenant already has
         ``max_active`` unfinished jobs (then nothing is written and the answer is False).
 
-        ``also(pipe)`` adds writes of its own (the orchestrator's first task message). The count and
+        ``canonical`` is the problem's canonical JSON when the caller has it already (it took the
+        fingerprint from it). ``also(pipe)`` adds writes of its own (the orchestrator's first task message). The count and
         the writes run as one Lua script, so concurrent submissions can never take a tenant past its
         quota, and admission is a single round trip.
         """
@@ -137,7 +138,8 @@ class JobStore:
         pipe = self.redis.pipeline(transaction=False)  # only records the commands; the script runs them
         pipe.set(job_key(job.job_id), _dumps(job))
         pipe.set(problem_key(job.job_id), _dumps(problem))
-        pipe.set(canonical_problem_key(job.provenance.fingerprint), canonical_json(problem), ex=self.ttl_s)
+        pipe.set(canonical_problem_key(job.provenance.fingerprint),
+                 canonical if canonical is not None else canonical_json(problem), ex=self.ttl_s)
         if not job.shadow_of:  # a shadow run is the gateway's experiment: it takes none of the tenant's quota
             pipe.sadd(active_key(job.tenant), job.job_id)
         self._track_lease(pipe, job)

@@ -14,6 +14,7 @@ import math
 import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from typing import Any, Callable, Mapping, Protocol, TypeVar
 
 import redis
@@ -32,7 +33,7 @@ from routing.signals import LazyOutlooks
 from routing.telemetry import problem_class
 from solvers.base import LaneLimits, SolverRefused
 from solvers.objective import loggable, score
-from solvers.problems import canonical_json, fingerprint, parse_problem
+from solvers.problems import CanonicalProblem, canonical_json, canonical_problem, parse_problem
 from solvers.registry import choose_solver
 
 T = TypeVar("T")
@@ -196,6 +197,11 @@ class Submission:
     body: Any = None
     trace_id: str | None = None  # the W3C trace the submission runs in, when tracing is on
 
+    @cached_property
+    def canonical(self) -> CanonicalProblem:
+        """The problem's JSON and canonical bytes, made once however many jobs (shadows) store it."""
+        return canonical_problem(self.problem)
+
     @property
     def solver(self) -> str:
         return self.options.get("solver", "auto")
@@ -338,7 +344,7 @@ class JobService:
         job, events = model.new_job(job_id=job_id, tenant=caller.tenant, client_id=caller.client_id,
                                     kind=problem.kind, budget_ms=submission.budget_ms,
                                     request=options, plan=[step.as_dict() for step in plan],
-                                    fingerprint=fingerprint(problem), cost_estimate=job_cost_estimate(plan, costs),
+                                    fingerprint=submission.canonical.fingerprint, cost_estimate=job_cost_estimate(plan, costs),
                                     problem_class=problem_class(problem))
         if decision is not None:  # the audit names the policy that planned the job, and what it decided
             events[0][1]["policy"] = {"sha256": decision.bundle_sha256, "reasons": decision.reasons()}
@@ -365,8 +371,8 @@ class JobService:
         writes = self._reserving(job_id, caller.tenant, guards, publish)
         limit = self.config.max_active_jobs_per_tenant
         try:
-            created = self.store.create(job, problem.model_dump(mode="json", exclude_none=True), events + dispatched,
-                                        also=writes, max_active=limit, guards=guards)
+            created = self.store.create(job, submission.canonical.data, events + dispatched, also=writes,
+                                        max_active=limit, guards=guards, canonical=submission.canonical.canonical)
         except GuardRefused as refused:
             assert self.spend is not None
             guard = guards[refused.index]
@@ -442,8 +448,9 @@ class JobService:
             publish = self._publisher(job)
             # a shadow on the qpu lane spends the tenant's QPU allowance like any qpu attempt: reserved here
             guards = self._qpu_guards(caller, submission, costs) if lane == "qpu" else []
-            self.store.create(job, problem.model_dump(mode="json", exclude_none=True), events + dispatched,
-                              also=self._reserving(shadow_id, caller.tenant, guards, publish), guards=guards)
+            self.store.create(job, submission.canonical.data, events + dispatched,
+                              also=self._reserving(shadow_id, caller.tenant, guards, publish), guards=guards,
+                              canonical=submission.canonical.canonical)
             if publish is None:
                 self._enqueue(job)
         except Exception as exc:  # the served job stands whatever happens to its shadow

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (BaseModel, ConfigDict, Field, StrictFloat, StrictInt, TypeAdapter, field_validator,
@@ -230,7 +231,25 @@ def canonical_json(data: Any) -> bytes:
     return fast_canonical_json(data)
 
 
+@dataclass(frozen=True)
+class CanonicalProblem:
+    """A problem's JSON form and its canonical bytes, made once per submission: the fingerprint, the job's
+    stored problem and the content-addressed replay copy all come from these."""
+
+    data: dict[str, Any]
+    canonical: bytes
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the canonical problem JSON, as the provenance names it."""
+        return "sha256:" + hashlib.sha256(self.canonical).hexdigest()
+
+
+def canonical_problem(problem: Any) -> CanonicalProblem:
+    data = problem.model_dump(mode="json", exclude_none=True)
+    return CanonicalProblem(data, canonical_json(data))
+
+
 def fingerprint(problem: Any) -> str:
     """sha256 of the canonical problem JSON, as the provenance names it."""
-    data = problem.model_dump(mode="json", exclude_none=True)
-    return "sha256:" + hashlib.sha256(canonical_json(data)).hexdigest()
+    return canonical_problem(problem).fingerprint

@@ -371,3 +371,28 @@ def test_service_config_takes_the_settings_values_by_name() -> None:
                                   "QGATE_QPU_PRICE_PER_SHOT_USD": "0.5"})
     config = ServiceConfig.of(settings)
     assert (config.lease_grace_ms, config.max_active_jobs_per_tenant, config.qpu_price_per_shot_usd) == (1234, 7, 0.5)
+
+
+def test_admission_dumps_and_canonicalises_the_problem_once(service: JobService, monkeypatch: Any) -> None:
+    """The fingerprint and the content-addressed replay copy are the same bytes: a large problem pays
+    for one model dump and one RFC 8785 encoding, not one per use."""
+    import jobs.store
+    import solvers.problems
+
+    encoded: list[int] = []
+    original = solvers.problems.fast_canonical_json
+
+    def counting(data: Any) -> bytes:
+        out = original(data)
+        encoded.append(len(out))
+        return out
+
+    monkeypatch.setattr(solvers.problems, "fast_canonical_json", counting)
+    monkeypatch.setattr(jobs.store, "canonical_json", counting)
+    problem = {"kind": "tsp", "locations": [[i, (i * 7) % 11] for i in range(60)]}
+    job, _ = _submit(service, problem=problem)
+    problem_sized = [size for size in encoded if size > 300]  # the idempotency hash encodes the body
+    assert len(problem_sized) == 1
+    stored = service.store.canonical_problem(job.provenance.fingerprint)
+    assert stored is not None and solvers.problems.fingerprint(parse_problem(json.loads(stored))) == \
+        job.provenance.fingerprint
