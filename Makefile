@@ -32,6 +32,7 @@ bench: install
 	@scripts/ensure-redis --binary
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 	$(BIN)/python -m bench.ratelimit $(BENCH_RATELIMIT_ARGS)
+	$(BIN)/python -m bench.tracing $(BENCH_TRACING_ARGS)
 	$(BIN)/python -m bench.audit $(BENCH_AUDIT_ARGS)
 	$(BIN)/python -m bench.solvers $(BENCH_SOLVERS_ARGS)
 	$(BIN)/python -m bench.milp $(BENCH_MILP_ARGS)

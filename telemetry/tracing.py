@@ -16,6 +16,8 @@ from contextlib import nullcontext
 from typing import Any, ContextManager, Mapping
 
 _enabled = False
+_instrumented: frozenset[str] = frozenset()
+INSTRUMENTATIONS = frozenset({"flask", "celery", "redis"})
 
 
 def wanted(env: Mapping[str, str] = os.environ) -> bool:
@@ -23,9 +25,17 @@ def wanted(env: Mapping[str, str] = os.environ) -> bool:
     return bool(endpoint) and env.get("OTEL_SDK_DISABLED", "").lower() != "true"
 
 
+def instrumentations(env: Mapping[str, str] = os.environ) -> frozenset[str]:
+    """The instrumentations to install: all but those the standard ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS``
+    names (comma-separated). Redis's opens a span per command, about eight per submit, and is the bulk
+    of what tracing costs there (`bench.tracing`)."""
+    disabled = {name.strip().lower() for name in env.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",")}
+    return INSTRUMENTATIONS - disabled
+
+
 def configure(service_name: str, env: Mapping[str, str] = os.environ) -> bool:
     """Install a tracer provider exporting over OTLP/HTTP (once per process); False when not wanted."""
-    global _enabled
+    global _enabled, _instrumented
     if _enabled or not wanted(env):
         return _enabled
     from opentelemetry import trace
@@ -38,7 +48,9 @@ def configure(service_name: str, env: Mapping[str, str] = os.environ) -> bool:
     provider = TracerProvider(resource=Resource.create({"service.name": env.get("OTEL_SERVICE_NAME") or service_name}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
-    RedisInstrumentor().instrument()
+    _instrumented = instrumentations(env)
+    if "redis" in _instrumented:
+        RedisInstrumentor().instrument()
     _enabled = True
     return True
 
@@ -48,14 +60,14 @@ def enabled() -> bool:
 
 
 def instrument_flask(app: Any) -> None:
-    if _enabled:
+    if _enabled and "flask" in _instrumented:
         from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
         FlaskInstrumentor().instrument_app(app)
 
 
 def instrument_celery() -> None:
-    if _enabled:
+    if _enabled and "celery" in _instrumented:
         from opentelemetry.instrumentation.celery import CeleryInstrumentor
 
         CeleryInstrumentor().instrument()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -52,3 +55,26 @@ def test_with_tracing_off_nothing_is_recorded(monkeypatch: pytest.MonkeyPatch) -
     assert not tracing.wanted({}) and not tracing.wanted({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x",
                                                           "OTEL_SDK_DISABLED": "true"})
     assert tracing.wanted({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://x"})
+
+
+@pytest.mark.parametrize("disabled, expected", [
+    ("", {"flask", "celery", "redis"}),
+    ("redis", {"flask", "celery"}),
+    (" Redis , celery,unknown", {"flask"}),
+])
+def test_the_standard_variable_turns_instrumentations_off(disabled: str, expected: set[str]) -> None:
+    assert tracing.instrumentations({"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": disabled}) == expected
+
+
+@pytest.mark.parametrize("disabled, redis_traced", [("", True), ("redis", False)])
+def test_a_process_told_to_leave_redis_alone_opens_no_redis_spans(disabled: str, redis_traced: bool) -> None:
+    program = ("from telemetry import tracing\n"
+               "from opentelemetry.instrumentation.redis import RedisInstrumentor\n"
+               "assert tracing.configure('probe')\n"
+               "print(RedisInstrumentor().is_instrumented_by_opentelemetry)\n")
+    env = {"PATH": "/usr/bin:/bin", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+           "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": disabled}
+    out = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=60,
+                         cwd=str(Path(__file__).resolve().parents[2]))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(redis_traced)
