@@ -27,6 +27,11 @@ def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+# Libraries that log routine work at INFO: qiskit one line per transpiler pass (240 lines as a qpu worker
+# warms up, dozens per job), stevedore each plugin lookup. They speak at WARNING unless the level is DEBUG.
+CHATTY_LIBRARIES = ("qiskit", "stevedore")
+
+
 def configure_logging(level: str = "INFO") -> None:
     """JSON lines on stdout for structlog and for the standard library loggers (Celery, gunicorn).
 
@@ -54,6 +59,8 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for name in CHATTY_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.NOTSET if root.level <= logging.DEBUG else logging.WARNING)
 
 
 def get_logger(name: str) -> Any:

@@ -106,3 +106,16 @@ def test_lines_logged_concurrently_into_a_pipe_stay_whole(
     entries = _lines(b"".join(received).decode())
     assert len(entries) == THREADS * LINES_PER_THREAD
     assert all(isinstance(entry, dict) and entry["event"] for entry in entries)
+
+
+@pytest.mark.parametrize("logger", ["qiskit.passmanager.base_tasks", "qiskit.transpiler.passes", "stevedore._cache"])
+def test_chatty_libraries_log_warnings_only_at_the_default_level(
+        restore_logging: None, monkeypatch: pytest.MonkeyPatch, logger: str) -> None:
+    """qiskit logs every transpiler pass at INFO: 240 lines at a qpu worker's start, a few dozen per job."""
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    configure_logging()
+    logging.getLogger(logger).info("Pass: BasisTranslator - 0.02 (ms)")
+    logging.getLogger(logger).warning("a pass could not run")
+    logging.getLogger("qgate.worker").info("worker_ready")
+    assert [line["event"] for line in _lines(out.getvalue())] == ["a pass could not run", "worker_ready"]
