@@ -6,7 +6,8 @@ One Redis and one heuristic worker; three gunicorn ingresses on them, identical 
 rules): ``on`` has both, ``limits`` only the rate limits, ``off`` neither. Rounds alternate between them
 so that the machine's noise falls on all alike:
 
-1. Latency: p50/p99 of single async submits (202) from one client, each side against ``off``.
+1. Latency: p50/p99 of single async submits (202) from one client, taking turns between the sides
+   (`bench.sides`), each side against ``off``.
 2. Throughput: submits per second from ``--threads`` clients, each side against ``off``.
 3. In-process: one admitted request's limiter work (two moving-window spends and two window reads, four
    Lua calls) against a Redis PING on the same connection pool; one policy evaluation, compiled bundle,
@@ -27,7 +28,7 @@ from typing import Any
 
 import requests
 
-from bench.run import percentile, rate
+from bench.sides import measure_sides
 from jobs.connection import connect
 from policy.engine import DEFAULT_DATA, DEFAULT_POLICY, PolicyBundle
 from ratelimit.limiter import Limiter
@@ -181,28 +182,14 @@ def main() -> None:
             sides = {"on": on_url, "limits": limits_url, "off": off_url}
             for url in sides.values():
                 submit_latencies(url, headers, 20)  # warm both
-            latencies: dict[str, list[float]] = {side: [] for side in sides}
-            rates: dict[str, list[float]] = {side: [] for side in sides}
-            errors = {side: 0 for side in sides}
-            for _ in range(args.rounds):
-                for side, url in sides.items():
-                    times, failed = submit_latencies(url, headers, args.submits)
-                    latencies[side] += times
-                    errors[side] += failed
-
-                    def submit(session: requests.Session, url: str = url) -> bool:
-                        return session.post(url + "/api/v1/quantum/solve", json=SMALL, headers=headers,
-                                            timeout=30).status_code == 202
-                    per_s, failed = rate(submit, args.seconds, args.threads)
-                    rates[side].append(per_s)
-                    errors[side] += failed
-            p50 = {side: statistics.median(times) for side, times in latencies.items()}
-            rps = {side: statistics.mean(values) for side, values in rates.items()}
+            figures = measure_sides(sides, headers, SMALL, submits=args.submits, seconds=args.seconds,
+                                    threads=args.threads, rounds=args.rounds)
+            p50 = {side: figures.p50(side) for side in sides}
+            rps = {side: figures.per_s(side) for side in sides}
             report["submit_latency"] = {
-                "submits_per_side": len(latencies["on"]),
+                "submits_per_side": len(figures.latencies["on"]),
                 "limits_on_p50_ms": round(p50["on"], 2), "limits_off_p50_ms": round(p50["off"], 2),
-                "limits_on_p99_ms": round(percentile(latencies["on"], 0.99), 2),
-                "limits_off_p99_ms": round(percentile(latencies["off"], 0.99), 2),
+                "limits_on_p99_ms": round(figures.p99("on"), 2), "limits_off_p99_ms": round(figures.p99("off"), 2),
                 "p50_ratio_on_over_off": round(p50["on"] / p50["off"], 3),
                 "added_p50_ms": round(p50["on"] - p50["off"], 2),
                 "limits_only_p50_ms": round(p50["limits"], 2),
@@ -214,7 +201,7 @@ def main() -> None:
                 "ratio_on_over_off": round(rps["on"] / rps["off"], 3),
                 "limits_only_per_s": round(rps["limits"], 1),
                 "ratio_limits_only_over_off": round(rps["limits"] / rps["off"], 3)}
-            report["errors"] = errors
+            report["errors"] = figures.errors
             report["limiter_in_process"] = limiter_cost(stack.env["REDIS_URL"], 2000)
             report["policy_in_process"] = policy_cost(2000)
             report["sides"] = {"on": "rate limits and Rego policy", "limits": "rate limits, built-in rules",
