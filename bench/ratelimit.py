@@ -18,7 +18,6 @@ Usage: python -m bench.ratelimit [--submits N] [--seconds S] [--threads T] [--ro
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import tempfile
@@ -28,7 +27,7 @@ from typing import Any
 
 import requests
 
-from bench.sides import measure_sides
+from bench.sides import measure_sides, side_arguments
 from jobs.connection import connect
 from policy.engine import DEFAULT_DATA, DEFAULT_POLICY, PolicyBundle
 from ratelimit.limiter import Limiter
@@ -157,12 +156,7 @@ def planning_cost(calls: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--submits", type=int, default=200, help="single-client submits per side and round")
-    parser.add_argument("--seconds", type=float, default=5.0, help="throughput run per side and round")
-    parser.add_argument("--threads", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=2)
-    args = parser.parse_args()
+    args = side_arguments().parse_args()
     report: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         stack = Stack(Path(tmp), **LIMITS_ON)

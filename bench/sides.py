@@ -4,6 +4,7 @@ ratios to one side."""
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -40,6 +41,16 @@ class SideFigures:
                        f"p50_ratio_over_{base}": round(self.p50(side) / self.p50(base), 3),
                        f"per_s_ratio_over_{base}": round(self.per_s(side) / self.per_s(base), 3)}
                 for side in self.latencies}
+
+
+def side_arguments() -> argparse.ArgumentParser:
+    """The command line of a side-by-side bench: the arguments of `measure_sides`."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--submits", type=int, default=200, help="single-client submits per side and round")
+    parser.add_argument("--seconds", type=float, default=5.0, help="throughput run per side and round")
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=2)
+    return parser
 
 
 def measure_sides(sides: dict[str, str], headers: dict[str, str], body: dict[str, Any], *, submits: int,

@@ -16,7 +16,6 @@ python -m bench.tracing [--submits N] [--seconds S] [--threads T] [--rounds R]
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
@@ -24,17 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.ratelimit import LIMITS_ON, SMALL, second_web, submit_latencies
-from bench.sides import measure_sides
+from bench.sides import measure_sides, side_arguments
 from tests.integration.otlp_collector import Collector
 from tests.integration.stack import Process, Stack
 
+
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--submits", type=int, default=200, help="single-client submits per side and round")
-    parser.add_argument("--seconds", type=float, default=5.0, help="throughput run per side and round")
-    parser.add_argument("--threads", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=2)
-    args = parser.parse_args()
+    args = side_arguments().parse_args()
     report: dict[str, Any] = {}
     collector = Collector()
     with tempfile.TemporaryDirectory() as tmp:
