@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,23 @@ _STATES = lane_states(queued=("INITIALIZING", "VALIDATING", "QUEUED"), running=(
 def job_state(status: Any) -> str:
     """The lane state for a runtime job status (string or ``JobStatus`` enum)."""
     return lane_state(_STATES, status, "IBM job status")
+
+
+def local_job_state(job: Any) -> str | None:
+    """The state of a local-mode job from its future; None for a job without one (a service's).
+
+    qiskit's ``PrimitiveJob.status()`` (qiskit 2.x) calls a future its thread has not yet picked up
+    ERROR and caches that, so on a loaded machine a local job failed though its result arrived. The
+    future itself says pending, running, cancelled, done or raised.
+    """
+    future = getattr(job, "_future", None)
+    if not isinstance(future, Future):
+        return None
+    if future.cancelled():
+        return "cancelled"
+    if not future.done():
+        return "running" if future.running() else "queued"
+    return "failed" if future.exception() is not None else "done"
 
 
 def _cancel_job(job: Any) -> None:
@@ -145,6 +163,9 @@ class IbmQuantumQpu(QiskitBackendQpu):
 
     def poll(self, handle: str) -> str:
         job = self._job(handle)
+        local = local_job_state(job) if self.local else None
+        if local is not None:
+            return local
         with self.provider_errors(f"status of job {handle} failed"):
             status = job.status()
         return job_state(status)

@@ -94,11 +94,15 @@ def test_policy_changes_are_picked_up_and_a_broken_one_keeps_the_last_good(own_s
 
 
 def test_parallel_qpu_submits_never_reserve_past_the_allowance(own_stack: Stack) -> None:
+    """50 parallel submits against a $1.00 allowance at $0.10 each. How many reach the qpu lane depends on
+    timing: an attempt that expires in the queue releases its reservation, making room for a later submit
+    (a loaded CI machine saw 30 of 50). The invariant is checked in the audit log's order, which is the
+    order the admission scripts and settlements committed: reserved + spent never passes $1.00."""
     acme = own_stack.create_client("spendco", SCOPES)
     token = own_stack.token(acme)
     done = own_stack.cli("limits", "set", "--tenant", "spendco", "--qpu-usd-per-day", "1")
     assert done.returncode == 0, done.stderr
-    body = {"problem": problems.circuit(shots=20), "solver": "qpu"}  # estimate $0.10: at most 10 fit
+    body = {"problem": problems.circuit(shots=20), "solver": "qpu"}  # estimate $0.10: at most 10 at a time
 
     def submit(_: int) -> requests.Response:
         return own_stack.solve(token, body, budget_ms=30000)
@@ -106,28 +110,42 @@ def test_parallel_qpu_submits_never_reserve_past_the_allowance(own_stack: Stack)
     with ThreadPoolExecutor(max_workers=50) as pool:
         replies = list(pool.map(submit, range(50)))
     assert [r.status_code for r in replies] == [202] * 50, [r.text for r in replies if r.status_code != 202][:3]
-    plans = [own_stack.job(token, r.json()["job_id"]).json()["plan"] for r in replies]
-    on_qpu = [p for p in plans if p[0]["action"] == "try"]
-    assert len(on_qpu) == 10
-    skipped = {p[0]["reason"] for p in plans if p[0]["action"] == "skip"}
+    plans = {r.json()["job_id"]: own_stack.job(token, r.json()["job_id"]).json()["plan"] for r in replies}
+    on_qpu = {job for job, plan in plans.items() if plan[0]["action"] == "try"}
+    assert len(on_qpu) >= 10
+    skipped = {plan[0]["reason"] for plan in plans.values() if plan[0]["action"] == "skip"}
     assert all(r.startswith("quota: $") and r.endswith("left today, estimate $0.10") for r in skipped), skipped
+
     redis = own_stack.redis()
+    for job_id in plans:  # every reservation ends settled (ran) or released
+        own_stack.wait_job(token, job_id, timeout=120)
+    wait_for(lambda: len([e for e in own_stack.audit_entries() if e["type"] in ("spend.settled", "spend.released")
+                          and e.get("job_id") in on_qpu]) == len(on_qpu), 30, "every settlement audited")
+    committed, most = 0.0, 0.0
+    for entry in own_stack.audit_entries():
+        if entry.get("job_id") not in on_qpu:
+            continue
+        if entry["type"] == "job.accepted":
+            committed += 0.10
+        elif entry["type"] in ("spend.settled", "spend.released"):
+            committed += entry["data"]["spent_usd"] - entry["data"]["reserved_usd"]
+        most = max(most, committed)
+    assert most <= 1.0 + 1e-9, f"reserved + spent reached ${most:.2f} of $1.00"
     day = redis.hgetall(usage_key("spendco", "d", periods(time.time())["d"]))
-    assert int(day.get("usd_reserved", 0)) + int(day.get("usd_spent", 0)) == 1_000_000
+    assert int(day.get("usd_reserved", 0)) == 0 and 0 < int(day["usd_spent"]) <= 1_000_000
+    assert int(day["usd_spent"]) == round(committed * 1_000_000)
 
     limits = requests.get(own_stack.url + "/api/v1/usage/limits", headers=own_stack.headers(token), timeout=10).json()
     row = limits["limits"][0]
-    assert (row["allowance"], row["left"], row["reserved"] + row["spent"]) == (1.0, 0, 1.0)
+    assert row["allowance"] == 1.0 and row["reserved"] == 0
+    assert row["spent"] == pytest.approx(committed) and row["left"] == pytest.approx(1.0 - committed)
 
-    pinned = own_stack.token(own_stack.create_client("spendco", "quantum:solve solver:qpu"))
-    refused = own_stack.solve(pinned, body, budget_ms=30000)
+
+def test_a_pinned_qpu_job_past_the_allowance_is_429_with_the_quota(own_stack: Stack) -> None:
+    done = own_stack.cli("limits", "set", "--tenant", "tightco", "--qpu-usd-per-day", "0.05")
+    assert done.returncode == 0, done.stderr
+    pinned = own_stack.token(own_stack.create_client("tightco", "quantum:solve solver:qpu"))
+    refused = own_stack.solve(pinned, {"problem": problems.circuit(shots=20), "solver": "qpu"}, budget_ms=30000)
     assert refused.status_code == 429, refused.text
-    assert refused.json()["error"] == "quota: $0.00 of $1.00 left today, estimate $0.10"
+    assert refused.json()["error"] == "quota: $0.05 of $0.05 left today, estimate $0.10"
     assert int(refused.headers["Retry-After"]) >= 1
-
-    for reply in replies:  # every reservation ends settled (ran) or released
-        own_stack.wait_job(token, reply.json()["job_id"], timeout=120)
-    wait_for(lambda: int(redis.hget(usage_key("spendco", "d", periods(time.time())["d"]), "usd_reserved") or 0) == 0,
-             20, "every reservation settled or released")
-    day = redis.hgetall(usage_key("spendco", "d", periods(time.time())["d"]))
-    assert 0 < int(day["usd_spent"]) <= 1_000_000

@@ -389,3 +389,26 @@ def test_braket_remote_summary_without_network():
     assert snapshot["arn"] == device.arn and snapshot["kind"] == "aws device"
     assert len(snapshot["properties_sha256"]) == 64 and snapshot["provenance"]["mode"] == "device"
     assert BraketQpu(device).cost_estimate(10)["basis"] == "configure per contract"
+
+
+def test_ibm_local_job_still_waiting_for_its_thread_is_queued_not_failed(ibm):
+    """qiskit's PrimitiveJob.status() calls a future not yet picked up by its thread ERROR, and caches it:
+    on a loaded machine a local-mode job then failed though its result came (CI saw it)."""
+    from concurrent.futures import Future
+
+    from qiskit.primitives.primitive_job import PrimitiveJob
+
+    job = PrimitiveJob(lambda: None)
+    job._future = Future()  # submitted, waiting for the executor's thread
+    ibm._remember("local-pending", job)
+    assert ibm.poll("local-pending") == "queued"
+    job._future.set_running_or_notify_cancel()
+    assert ibm.poll("local-pending") == "running"
+    job._future.set_result([])
+    assert ibm.poll("local-pending") == "done"
+    failing = PrimitiveJob(lambda: None)
+    failing._future = Future()
+    failing._future.set_running_or_notify_cancel()
+    failing._future.set_exception(RuntimeError("simulator crashed"))
+    ibm._remember("local-failed", failing)
+    assert ibm.poll("local-failed") == "failed"
