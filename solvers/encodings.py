@@ -390,4 +390,8 @@ def ising_scale(h: np.ndarray, J: np.ndarray) -> float:
     Pauli-Z products are orthonormal under the uniform distribution, so this is exact; dividing the
     cost Hamiltonian by it puts good QAOA angles γ in the same range for every problem's units.
     """
-    return math.sqrt(float(np.sum(h * h) + np.sum(J * J)))
+    largest = max(float(np.max(np.abs(h), initial=0.0)), float(np.max(np.abs(J), initial=0.0)))
+    if largest == 0.0:
+        return 0.0
+    # divided by the largest weight first: squaring a 1e200 weight overflows, and 1e-200 underflows
+    return largest * math.sqrt(float(np.sum((h / largest) ** 2) + np.sum((J / largest) ** 2)))

@@ -95,3 +95,17 @@ def test_the_search_runs_far_past_the_statevector() -> None:
     assert search.evaluations == 60 and search.stopped_by == "budget"
     assert search.expected_energy < search.uniform_mean_energy - 5.0
     assert cpu < 10.0
+
+
+@pytest.mark.parametrize("size", [1e-200, 1.0, 1e150, 1e200, 1e307])
+def test_the_hamiltonians_scale_is_finite_for_every_admitted_weight(size: float) -> None:
+    """Squaring a 1e200 weight overflowed to inf (a RuntimeWarning on the qpu lane), and angles scaled by
+    an infinite scale are all zero: the search learned nothing and said nothing."""
+    import warnings
+
+    h, J = np.array([size, -size, 0.0]), np.array([[0.0, size, 0.0], [0.0, 0.0, -size / 2], [0.0, 0.0, 0.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scale = ising_scale(h, J)
+    assert math.isfinite(scale) and scale == pytest.approx(size * math.sqrt(3.25), rel=1e-12)
+    assert ising_scale(np.zeros(2), np.zeros((2, 2))) == 0.0
