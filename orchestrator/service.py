@@ -356,7 +356,7 @@ class JobService:
             job.shadow = [{"lane": lane, "job_id": shadow_id, "skipped": skipped}
                           for lane, shadow_id, skipped, _ in shadows]
         if portfolio.is_portfolio(job):  # every lane at once: no shares to plan, nothing to pass over
-            job, dispatched = portfolio.start(job, self.config.lease_grace_ms)
+            job, dispatched = portfolio.start(job, self.config.lease_grace_ms, lane_cost_usd=costs)
             if job.status == "failed":
                 raise NoLaneCanSolve(job.error or "no lane can solve this problem within its budget")
         else:
