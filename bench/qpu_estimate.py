@@ -59,7 +59,7 @@ def main() -> None:
         prior = qpu_prior_run_s(problem, "emulated")
         wall, cpu = statistics.median(walls), statistics.median(cpus)
         print(json.dumps({"problem": spec, "device": args.device, "qubits": qubits, "rzz": gates,
-                          "evaluations": solution.details["quantum"].get("evaluations"),
+                          "evaluations": solution.details["quantum"].get("optimizer_evaluations"),
                           "prior_s": prior, "prior_parts": {k: round(v, 3) for k, v in parts.items()},
                           "measured_wall_s": round(wall, 3), "measured_cpu_s": round(cpu, 3),
                           "runs_wall_s": [round(w, 3) for w in walls],
