@@ -51,8 +51,8 @@ def cold_start_run_s(lane: str, prior_s: float | None = None) -> float:
 def qpu_prior_run_s(problem: Any, provider: str) -> float | None:
     """What a QAOA run of ``problem`` on the emulated device should take (angle search from the measured
     table, transpiling, noisy sampling: ``solvers.capability.qpu_qaoa_expected_seconds``); None for
-    circuits, for problems beyond the statevector's cap (the lane refuses them) and for real providers,
-    whose time is their queue and device, not this machine's simulation."""
+    circuits, for problems past the largest encoding the lane builds (it refuses them) and for real
+    providers, whose time is their queue and device, not this machine's simulation."""
     if provider != "emulated" or problem.kind not in QAOA_KINDS:
         return None
     qubits = qaoa_qubits(problem)

@@ -239,9 +239,14 @@ def emulated_sampling_seconds(qubits: int, two_qubit_gates: int, shots: int) -> 
 def qpu_qaoa_expected_seconds(qubits: int, two_qubit_gates: int, shots: int = QPU_QAOA_SHOTS,
                               evaluations: int | None = None) -> dict[str, float]:
     """What a QAOA run on the emulated device is expected to take, by part: the angle search as planned
-    without a time limit (one layer, ``QAOA_EVALUATIONS[1]``, the measured table), transpiling, and the
-    noisy sampling; ``total`` is their sum."""
-    search = qaoa_expected_seconds(qubits, 1, QAOA_EVALUATIONS[1] if evaluations is None else evaluations)
+    without a time limit (one layer, ``QAOA_EVALUATIONS[1]`` evaluations: the statevector's measured table
+    up to ``QPU_QAOA_STATEVECTOR_MAX_QUBITS``, the closed form's beyond), transpiling, and the noisy
+    sampling; ``total`` is their sum."""
+    planned = QAOA_EVALUATIONS[1] if evaluations is None else evaluations
+    if qubits <= QPU_QAOA_STATEVECTOR_MAX_QUBITS:
+        search = qaoa_expected_seconds(qubits, 1, planned)
+    else:
+        search = planned * qaoa_closed_form_seconds(qubits, two_qubit_gates)
     transpile = QPU_QAOA_TRANSPILE_S + QPU_QAOA_TRANSPILE_S_PER_GATE * two_qubit_gates
     sample = emulated_sampling_seconds(qubits, two_qubit_gates, shots)
     return {"search": search, "transpile": transpile, "sample": sample, "total": search + transpile + sample}

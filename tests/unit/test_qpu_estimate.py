@@ -19,6 +19,7 @@ from routing.signals import LaneSignals
 from solvers.capability import (
     QAOA_EVALUATIONS,
     emulated_sampling_seconds,
+    qaoa_closed_form_seconds,
     qaoa_expected_seconds,
     qaoa_two_qubit_gates,
     qpu_qaoa_expected_seconds,
@@ -42,6 +43,12 @@ def test_the_prior_is_the_search_plan_plus_transpile_plus_shots() -> None:
     assert parts["sample"] > parts["search"] > parts["transpile"] > 0  # 12 noisy qubits: sampling dominates
 
 
+def test_past_the_statevector_the_search_is_planned_in_closed_form() -> None:
+    parts = qpu_qaoa_expected_seconds(24, 40)
+    assert parts["search"] == pytest.approx(QAOA_EVALUATIONS[1] * qaoa_closed_form_seconds(24, 40))
+    assert parts["search"] < qpu_qaoa_expected_seconds(20, 40)["search"]  # no 2**24 statevector
+
+
 def test_sampling_follows_qubits_gates_and_shots_and_aers_method() -> None:
     assert emulated_sampling_seconds(12, 66, 2048) == pytest.approx(2 * emulated_sampling_seconds(12, 66, 1024),
                                                                      rel=0.01)  # shot by shot
@@ -59,7 +66,8 @@ def test_a_qaoa_kind_gets_its_own_prior_and_a_circuit_the_lanes_constant() -> No
         qpu_qaoa_expected_seconds(12, qaoa_two_qubit_gates(large))["total"], abs=1e-3)
     assert qpu_prior_run_s(parse_problem(BELL), "emulated") is None
     assert qpu_prior_run_s(large, "ibm") is None  # a real device's time is its queue and hardware
-    assert qpu_prior_run_s(parse_problem(dense_qubo(21)), "emulated") is None  # beyond the lane's cap
+    wide = parse_problem({"kind": "qubo", "n": 161, "terms": [[0, 1, 1.0]]})
+    assert qpu_prior_run_s(wide, "emulated") is None  # past the largest encoding the lane builds
     assert cold_start_run_s("qpu") == COLD_START_RUN_S["qpu"] and cold_start_run_s("qpu", 7.5) == 7.5
 
 
