@@ -228,6 +228,7 @@ def _response_schemas() -> dict[str, dict[str, Any]]:
                 "properties": {"index": {"type": "integer", "minimum": 0}, "line": string, "proof": b64_list}}}}},
         "LaneReport": {"type": "object", "required": ["since", "to", "tenant", "kind", "rows"], "properties": {
             "since": string, "to": string, "tenant": _nullable(string), "kind": _nullable(string), "gap": string,
+            "source": _nullable({"enum": ["shadow", "portfolio"]}),
             "rows": {"type": "array", "items": {
                 "type": "object", "required": ["lane", "kind", "runs"],
                 "properties": {"lane": {"enum": list(LANES)}, "kind": string,
@@ -236,7 +237,12 @@ def _response_schemas() -> dict[str, dict[str, Any]]:
                                **{name: _nullable({"type": "number"}) for name in (
                                    "feasible_share", "better_share", "equal_share", "worse_share", "mean_gap",
                                    "p90_gap", "p50_time_ms", "p90_time_ms")},
-                               "estimated_cost_usd": {"type": "number", "minimum": 0}}}}}},
+                               "estimated_cost_usd": {"type": "number", "minimum": 0},
+                               "shadow_runs": {"type": "integer", "minimum": 0,
+                                               "description": "runs that were shadow runs"},
+                               "portfolio_runs": {"type": "integer", "minimum": 0,
+                                                  "description": "runs that were a portfolio race's finished "
+                                                                 "attempts other than the winner's"}}}}}},
         "Usage": {"type": "object", "required": ["from", "to", "group_by", "tenant", "rows"], "properties": {
             "from": string, "to": string, "group_by": string, "tenant": _nullable(string),
             "granularity": string,
@@ -497,17 +503,21 @@ def openapi_document() -> dict[str, Any]:
                 "400": _error(400), **_bearer_errors()}}},
         "/api/v1/reports/lanes": {"get": {
             "operationId": "laneReport", "security": bearer,
-            "summary": "Shadow runs per lane and kind against the answers served: the evidence for a lane",
+            "summary": "Shadow runs and portfolio attempts per lane and kind against the answers served: "
+                       "the evidence for a lane",
             "description": "Scope quantum:solve or ops:read. The caller's own tenant; with ops:read, "
-                           "tenant=<name> or tenant=*. Gap: (shadow - served) / |served| on the gateway's "
-                           "recomputed objective, negative is better. JSON, or CSV with format=csv or "
-                           "Accept: text/csv.",
+                           "tenant=<name> or tenant=*. A run is a shadow run or a portfolio race's finished "
+                           "attempt other than the winner's (shadow_runs, portfolio_runs). Gap: (run - served) "
+                           "/ |served| on the gateway's recomputed objective, negative is better. JSON, or CSV "
+                           "with format=csv or Accept: text/csv.",
             "parameters": [
                 {"name": "kind", "in": "query", "required": False, "schema": {"enum": list(KINDS)}},
                 {"name": "since", "in": "query", "required": False, "schema": {"type": "string", "pattern": USAGE_TIME},
                  "description": "ISO 8601 date or date-time; default: 7 days ago (whole UTC days are read)"},
                 {"name": "tenant", "in": "query", "required": False,
                  "schema": {"type": "string", "pattern": "^(\\*|[A-Za-z0-9][A-Za-z0-9_.-]{0,63})$"}},
+                {"name": "source", "in": "query", "required": False, "schema": {"enum": ["shadow", "portfolio"]},
+                 "description": "count only shadow runs or only portfolio attempts; default: both"},
                 {"name": "format", "in": "query", "required": False, "schema": {"enum": ["json", "csv"]}}],
             "responses": {"200": {"description": "one row per lane and kind", "content": {
                 JSON: {"schema": _ref("LaneReport")}, "text/csv": {"schema": {"type": "string"}}}},

@@ -1,9 +1,12 @@
-"""``GET /api/v1/reports/lanes``: each lane's shadow runs against the answers served, per lane x kind.
+"""``GET /api/v1/reports/lanes``: each lane's runs against the answers served, per lane x kind: shadow runs
+and the finished attempts that lost a portfolio race (``shadow_runs``, ``portfolio_runs``; ``source=``
+keeps one of the two).
 
 The evidence for or against a lane (a quantum one above all): how often it answered, how often feasibly,
 how often better, equal or worse than what was served, by how much (relative gap, negative = better), how
 fast and at what estimated cost. Rows come from the bounded per-day records that the shadow observer
-(``orchestrator.shadow``) writes when a comparison is known; nothing scans the keyspace. Tenants as in
+(``orchestrator.shadow``) and the portfolio observer (``orchestrator.evidence``) write when a comparison
+is known; nothing scans the keyspace. Tenants as in
 ``/api/v1/usage``: one's own, ``ops:read`` for another (``tenant=<name>``) or all (``tenant=*``). JSON, or
 CSV with ``format=csv`` or ``Accept: text/csv``.
 """
@@ -21,7 +24,7 @@ from api.auth import require
 from api.errors import ApiError, bad_query
 from api.services import services
 from api.usage import _cell, _tenant_filter, _wants_csv, iso, parse_time
-from orchestrator.shadow import REPORT_COLUMNS, report
+from orchestrator.shadow import REPORT_COLUMNS, SOURCES, report
 from solvers.problems import KINDS
 
 bp = Blueprint("reports", __name__)
@@ -43,14 +46,17 @@ def lanes_report() -> Any:
     since = parse_time("since", request.args.get("since"), now - DEFAULT_RANGE_S)
     if since > now or now - since > (days + 1) * 86400:
         raise bad_query("since", f"since: a past time within the last {days} days")
+    source = request.args.get("source")
+    if source is not None and source not in SOURCES:
+        raise bad_query("source", f"source: one of {', '.join(SOURCES)}")
     tenant = _tenant_filter(request.args.get("tenant"))
-    rows = report(services().redis, since, tenant, kind, now, max_days=days + 1)
+    rows = report(services().redis, since, tenant, kind, now, max_days=days + 1, source=source)
     if as_csv:
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=REPORT_COLUMNS, lineterminator="\r\n")
         writer.writeheader()
         writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
         return Response(out.getvalue(), mimetype="text/csv")
-    return jsonify({"since": iso(since), "to": iso(now), "tenant": tenant, "kind": kind,
-                    "gap": "relative to the served answer's objective, (shadow - served) / |served|; negative "
+    return jsonify({"since": iso(since), "to": iso(now), "tenant": tenant, "kind": kind, "source": source,
+                    "gap": "relative to the served answer's objective, (run - served) / |served|; negative "
                            "is better (objectives are minimised)", "rows": rows})

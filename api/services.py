@@ -15,6 +15,7 @@ from jobs.connection import connect
 from jobs.model import Job
 from jobs.spend import SpendBook, SpendError, SpendSettlement
 from jobs.store import JobStore
+from orchestrator.evidence import PortfolioEvidence
 from orchestrator.shadow import ShadowObserver
 from orchestrator.deliveries import DeliveryService
 from orchestrator.service import Enqueuer, JobService, ServiceConfig
@@ -136,7 +137,8 @@ class Services:
     @cached_property
     def jobs(self) -> JobStore:
         return JobStore(self.redis, self.settings.job_ttl_s,
-                        [*self.lane_signals.observers(), SpendSettlement(), ShadowObserver(self.settings.history_days)])
+                        [*self.lane_signals.observers(), SpendSettlement(), ShadowObserver(self.settings.history_days),
+                         PortfolioEvidence(self.settings.history_days)])
 
     @cached_property
     def spend(self) -> SpendBook:

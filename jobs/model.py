@@ -172,6 +172,7 @@ class Job(Record):
     shadow: list[dict[str, Any]] | None = Field(default=None, exclude_if=_absent_when_none)  # shadow runs
     shadow_of: str | None = Field(default=None, exclude_if=_absent_when_none)  # a shadow run: its served job
     trace_id: str | None = Field(default=None, exclude_if=_absent_when_none)  # W3C trace of its submission
+    run_prior_s: dict[str, float] | None = Field(default=None, exclude_if=_absent_when_none)  # lane -> cold-start run
 
     @property
     def finished(self) -> bool:
@@ -179,7 +180,8 @@ class Job(Record):
 
 
 _ABSENT_WHEN_NONE = frozenset({"worker", "dispatches", "audit_events", "webhook", "deliveries", "problem_class",
-                               "decisions", "racing", "portfolio", "shadow", "shadow_of", "objective"})
+                               "decisions", "racing", "portfolio", "shadow", "shadow_of", "objective",
+                               "run_prior_s"})
 
 
 # -- transitions -----------------------------------------------------------------------------------------

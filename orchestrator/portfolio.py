@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import Any, Mapping
 
 from jobs import model
 from jobs.model import Event, Job, Lease
@@ -93,9 +93,11 @@ def compare(objective: float | None, reference: float | None) -> str | None:
 
 # -- transitions ------------------------------------------------------------------------------------------
 
-def start(job: Job, lease_grace_ms: int, now: float | None = None) -> Changed:
+def start(job: Job, lease_grace_ms: int, now: float | None = None,
+          lane_cost_usd: Mapping[str, float] | None = None) -> Changed:
     """Dispatch every lane of the plan at once, each with the budget less the margin; lanes that refused
-    the problem themselves are recorded as skipped attempts, as a fallback job records them."""
+    the problem themselves are recorded as skipped attempts, as a fallback job records them. Each racing
+    lane's estimated cost is kept (``portfolio.costs``) for the lane report's row of its attempt."""
     now = time.time() if now is None else now
     limit_ms = lane_limit_ms((job.deadline - now) * 1000)
     events: list[Event] = []
@@ -121,7 +123,8 @@ def start(job: Job, lease_grace_ms: int, now: float | None = None) -> Changed:
         job.racing = None
         job, failed = model.fail(job, failure_reason(job, now))
         return job, events + failed
-    job.racing, job.portfolio, job.dispatches = racing, {"best": None}, len(racing)
+    costs = {lease.lane: float((lane_cost_usd or {}).get(lease.lane, 0.0)) for lease in racing}
+    job.racing, job.portfolio, job.dispatches = racing, {"best": None, "costs": costs}, len(racing)
     return job, events
 
 
@@ -158,6 +161,8 @@ def conclude(job: Job, attempt: int, outcome: str, reason: str, *, solver: dict[
     state = dict(job.portfolio or {})
     best = state.get("best")
     proved = False
+    if succeeded:  # the lane report needs each answer's feasibility once the losers' answers are gone
+        state["feasible"] = {**state.get("feasible", {}), str(attempt): feasible(result)}
     if succeeded and feasible(result):
         lane = job.attempts[-1].lane
         details = (provenance or {}).get("solver_details") or {}

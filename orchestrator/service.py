@@ -25,7 +25,7 @@ from jobs.spend import SpendBook, reason as quota_reason, seconds_to_next
 from jobs.store import GuardRefused, JobStore
 from orchestrator import portfolio, shadow
 from routing import fallback, waiting
-from routing.estimates import job_cost_estimate, lane_costs
+from routing.estimates import job_cost_estimate, lane_costs, qpu_prior_run_s
 from routing.plan import LaneStatus, PlanStep, plan_lanes
 from routing.policy import policy_input, provider_region
 from routing.predict import Outlook, drain_s
@@ -66,7 +66,8 @@ class LaneSignalsSource(Protocol):
 
     def outlooks(self, lanes: list[str], problem_class: str | None, job_id: str) -> Mapping[str, Outlook]: ...
 
-    def queue(self, lane: str, problem_class: str | None, job_id: str) -> dict[str, Any] | None: ...
+    def queue(self, lane: str, problem_class: str | None, job_id: str,
+              prior_s: float | None = None) -> dict[str, Any] | None: ...
 
 
 class PolicyGate(Protocol):
@@ -350,13 +351,16 @@ class JobService:
             events[0][1]["policy"] = {"sha256": decision.bundle_sha256, "reasons": decision.reasons()}
         if submission.trace_id:
             job.trace_id = events[0][1]["trace_id"] = submission.trace_id
+        if any(step.lane == "qpu" and step.action == "try" for step in plan):
+            prior = qpu_prior_run_s(problem, self.config.qpu_provider)
+            job.run_prior_s = {"qpu": prior} if prior is not None else None
         if submission.options.get("callback_url") and submission.budget_ms > self.config.sync_threshold_ms:
             job.webhook = model.awaiting_webhook(job_id)
         if shadows:
             job.shadow = [{"lane": lane, "job_id": shadow_id, "skipped": skipped}
                           for lane, shadow_id, skipped, _ in shadows]
         if portfolio.is_portfolio(job):  # every lane at once: no shares to plan, nothing to pass over
-            job, dispatched = portfolio.start(job, self.config.lease_grace_ms)
+            job, dispatched = portfolio.start(job, self.config.lease_grace_ms, lane_cost_usd=costs)
             if job.status == "failed":
                 raise NoLaneCanSolve(job.error or "no lane can solve this problem within its budget")
         else:
@@ -519,7 +523,8 @@ class JobService:
         current = job.current
         if self.signals is None or job.finished or current is None or current.started_at is not None:
             return None
-        return self.signals.queue(current.lane, job.problem_class, job.job_id)
+        return self.signals.queue(current.lane, job.problem_class, job.job_id,
+                                  prior_s=(job.run_prior_s or {}).get(current.lane))
 
     def cancel(self, tenant: str, job_id: str) -> Job:
         before = self.job_of(tenant, job_id)

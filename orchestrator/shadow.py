@@ -1,4 +1,5 @@
-"""Shadow runs: lanes that solve a job's problem beside its plan, compared with the answer served.
+"""Shadow runs: lanes that solve a job's problem beside its plan, compared with the answer served; and the
+lane report over those comparisons and the portfolio races' (``orchestrator.evidence``).
 
 A shadow run is a job of its own (``shadow_of`` names the served job): one lane, the served job's budget,
 the batch priority, no webhook, outside the tenant's quota. It shares nothing with the served job but the
@@ -29,8 +30,10 @@ from orchestrator.portfolio import compare, feasible, objective_of, relative_gap
 DEFAULTS_KEY = "qgate:shadow:defaults"  # tenant -> "qpu,sim": an operator's default shadow lanes
 MAX_RECORDS_PER_DAY = 10_000  # per tenant x lane x kind and day: the report's sample is bounded
 ENDING = ("job.succeeded", "job.failed", "job.cancelled")
+SOURCES = ("shadow", "portfolio")  # where a report row's evidence comes from
 REPORT_COLUMNS = ["lane", "kind", "runs", "feasible_share", "better_share", "equal_share", "worse_share",
-                  "compared", "mean_gap", "p90_gap", "p50_time_ms", "p90_time_ms", "estimated_cost_usd"]
+                  "compared", "mean_gap", "p90_gap", "p50_time_ms", "p90_time_ms", "estimated_cost_usd",
+                  "shadow_runs", "portfolio_runs"]
 
 
 def pending_key(job_id: str) -> str:
@@ -132,22 +135,31 @@ class ShadowObserver:
         data = {k: v for k, v in compared.items() if k not in ("served_job_id", "job_id")}
         emit(pipe, "shadow.compared", job_id=served.job_id, tenant=served.tenant,
              shadow_job_id=compared["job_id"], **data)
-        day = day_of(now)
-        key = records_key(day, served.tenant, compared["lane"], compared["kind"])
         row = {k: compared.get(k) for k in ("feasible", "versus", "gap", "time_ms", "cost_usd")}
-        pipe.lpush(key, json.dumps(row))
-        pipe.ltrim(key, 0, MAX_RECORDS_PER_DAY - 1)
-        pipe.expire(key, self.ttl_s)
-        pipe.sadd(index_key(day), json.dumps([served.tenant, compared["lane"], compared["kind"]]))
-        pipe.expire(index_key(day), self.ttl_s)
+        append_row(pipe, served.tenant, compared["lane"], compared["kind"], {**row, "source": "shadow"}, now,
+                   self.ttl_s)
+
+
+def append_row(pipe: Any, tenant: str, lane: str, kind: str, row: Mapping[str, Any], now: float,
+               ttl_s: int) -> None:
+    """One comparison for the lane report, on a MULTI pipeline: pushed on its bounded per-day list, which
+    the day's index names (the report never scans keys). ``row["source"]`` says what produced it."""
+    day = day_of(now)
+    key = records_key(day, tenant, lane, kind)
+    pipe.lpush(key, json.dumps(row))
+    pipe.ltrim(key, 0, MAX_RECORDS_PER_DAY - 1)
+    pipe.expire(key, ttl_s)
+    pipe.sadd(index_key(day), json.dumps([tenant, lane, kind]))
+    pipe.expire(index_key(day), ttl_s)
 
 
 # -- the lane report -------------------------------------------------------------------------------------------
 
 def report(redis: Any, since: float, tenant: str | None, kind: str | None, now: float | None = None,
-           max_days: int = 31) -> list[dict[str, Any]]:
+           max_days: int = 31, source: str | None = None) -> list[dict[str, Any]]:
     """Per lane x kind over the days from ``since``: runs, feasible share, shares better / equal / worse
-    than the served answer, mean and p90 relative gap, p50 and p90 time, estimated cost."""
+    than the served answer, mean and p90 relative gap, p50 and p90 time, estimated cost, and how many of
+    the runs were shadow runs and how many a portfolio's attempts (``source`` keeps one of them only)."""
     now = time.time() if now is None else now
     days = []
     day = max(since, now - max_days * 86400)
@@ -163,7 +175,11 @@ def report(redis: Any, since: float, tenant: str | None, kind: str | None, now: 
             if (tenant is not None and owner != tenant) or (kind is not None and job_kind != kind):
                 continue
             rows = redis.lrange(records_key(name, owner, lane, job_kind), 0, -1)
-            groups.setdefault((lane, job_kind), []).extend(json.loads(row) for row in rows)
+            records = (json.loads(row) for row in rows)
+            groups.setdefault((lane, job_kind), []).extend(
+                row for row in records if source is None or source_of(row) == source)
+    if source is not None:
+        groups = {key: rows for key, rows in groups.items() if rows}
     return [summarise(lane, job_kind, rows) for (lane, job_kind), rows in sorted(groups.items())]
 
 
@@ -185,7 +201,13 @@ def summarise(lane: str, kind: str, rows: Iterable[Mapping[str, Any]]) -> dict[s
             "compared": len(compared),
             "mean_gap": round(sum(gaps) / len(gaps), 6) if gaps else None, "p90_gap": quantile(gaps, 0.9),
             "p50_time_ms": quantile(times, 0.5), "p90_time_ms": quantile(times, 0.9),
-            "estimated_cost_usd": round(sum(row.get("cost_usd") or 0.0 for row in rows), 6)}
+            "estimated_cost_usd": round(sum(row.get("cost_usd") or 0.0 for row in rows), 6),
+            **{f"{name}_runs": sum(1 for row in rows if source_of(row) == name) for name in SOURCES}}
+
+
+def source_of(row: Mapping[str, Any]) -> str:
+    """What produced a report record; rows written before portfolios counted are shadow runs."""
+    return row.get("source") or "shadow"
 
 
 def quantile(values: list[float], q: float) -> float | None:

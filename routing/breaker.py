@@ -24,7 +24,7 @@ from typing import Any, Iterable, Mapping
 
 from audit.channel import emit
 from jobs.model import iso
-from routing.telemetry import CONCLUDED
+from routing.telemetry import CONCLUDED, concluded_lanes, lease_of
 from telemetry.metrics import BREAKER_STATES, COUNTERS, SEP, set_gauge
 
 Transition = tuple[str, str, str]  # from, to, reason
@@ -124,23 +124,27 @@ class Breakers:
     # -- the job store's observer: outcomes recorded in the concluding transaction ----------------------
 
     def prepare(self, pipe: Any, before: Any, events: Iterable[tuple[str, Mapping[str, Any]]]) -> Any:
-        """Before the MULTI: WATCH and read the breaker of the lane whose attempt this change concludes
-        (a change that concludes none costs nothing)."""
-        current = getattr(before, "current", None)
-        if current is None or not any(event_type in CONCLUDED for event_type, _ in events):
+        """Before the MULTI: WATCH and read the breaker of each lane whose attempt in flight this change
+        concludes, a fallback's ``current`` one or a portfolio's racing ones (a change that concludes none
+        costs nothing). A race's losers closed as ``cancelled`` are no outcome of their lane's."""
+        lanes = concluded_lanes(before, events)
+        if not lanes:
             return None
-        pipe.watch(breaker_key(current.lane))
-        return Breaker.loads(pipe.get(breaker_key(current.lane)))
+        pipe.watch(*(breaker_key(lane) for lane in lanes))
+        return {lane: Breaker.loads(pipe.get(breaker_key(lane))) for lane in lanes}
 
     def observe(self, pipe: Any, before: Any, job: Any, events: Iterable[tuple[str, Mapping[str, Any]]],
                 now: float, prepared: Any = None) -> None:
-        breaker = prepared
+        breakers: dict[str, Breaker] = dict(prepared or {})
         for event_type, data in events:
             outcome = CONCLUDED.get(event_type)
-            if outcome is None or breaker is None or data.get("lane") != before.current.lane:
+            lane = data.get("lane")
+            lease = lease_of(before, data.get("attempt"))
+            if outcome is None or lane not in breakers or lease is None or lease.lane != lane:
                 continue
-            lane = data["lane"]
+            breaker = breakers[lane]
             after, change = record(breaker, outcome != "ok", now, self.config)
+            breakers[lane] = after
             pipe.set(breaker_key(lane), after.dumps())
             if breaker.state == "half_open":
                 pipe.delete(probe_key(lane))

@@ -67,12 +67,13 @@ class LaneSignals:
                                   fresh=fresh, blocked=blocked, provider=provider_queue.loads(provider_raw))
         return looks
 
-    def queue(self, lane: str, problem_class: str | None, job_id: str,
-              now: float | None = None) -> dict[str, Any] | None:
+    def queue(self, lane: str, problem_class: str | None, job_id: str, now: float | None = None,
+              prior_s: float | None = None) -> dict[str, Any] | None:
         """Where a waiting job stands (the job resource's ``queue``), or None when it is not waiting.
 
         Read only: the job's rank in its lane's waiting set, the lane's live workers and mean run time
-        (from telemetry, else the cold-start estimate), and the class's run time at the quantile."""
+        (from telemetry, else the cold-start estimate), and the class's run time at the quantile (else
+        ``prior_s``, the job's own estimate on the lane, when it has one)."""
         now = time.time() if now is None else now
         pipe = self.redis.pipeline(transaction=False)
         pipe.zrank(waiting_key(lane), job_id)
@@ -87,8 +88,10 @@ class LaneSignals:
         mean = lane_stats.run_ema_s
         run = stats.run_q(self.config.predict_quantile)
         if mean is None or run is None:
-            basis = f"cold start: no samples on {lane}, the lane's estimate of {cold_start_run_s(lane):g} s per job"
-            mean, run = mean or cold_start_run_s(lane), run or cold_start_run_s(lane)
+            own = cold_start_run_s(lane, prior_s)
+            basis = (f"cold start: no samples on {lane}, the lane's estimate of {cold_start_run_s(lane):g} s per job"
+                     + (f", this job's {own:g} s" if prior_s is not None else ""))
+            mean, run = mean or cold_start_run_s(lane), run or own
         else:
             basis = (f"{lane} queue: {rank} ahead × {mean:.2f} s mean run / {workers} worker(s); "
                      f"run {self.config.label} of {stats.samples} samples")

@@ -170,6 +170,26 @@ def sample_of(event: tuple[str, Mapping[str, Any]], started: bool) -> Sample | N
     return Sample(data["lane"], outcome, queued_s, ran_s if outcome == "ok" else None)
 
 
+def lease_of(before: Any, attempt: Any) -> Any:
+    """The attempt in flight numbered ``attempt`` before the change: the job's ``current`` one, or one of
+    a portfolio's ``racing`` leases; None when it is neither."""
+    if attempt is None or before is None:
+        return None
+    leases = [getattr(before, "current", None), *(getattr(before, "racing", None) or [])]
+    return next((lease for lease in leases if lease is not None and lease.n == attempt), None)
+
+
+def concluded_lanes(before: Any, events: Iterable[tuple[str, Mapping[str, Any]]]) -> list[str]:
+    """The lanes whose attempts in flight the change concluded (ok, fail or timeout), in event order
+    without repeats: a fallback's one, or several of a portfolio's when the watchdog expires them together."""
+    lanes: list[str] = []
+    for event_type, data in events:
+        lease = lease_of(before, data.get("attempt")) if event_type in CONCLUDED else None
+        if lease is not None and lease.lane == data.get("lane") and lease.lane not in lanes:
+            lanes.append(lease.lane)
+    return lanes
+
+
 @dataclass(frozen=True)
 class TelemetryConfig:
     alpha: float = 0.2  # EMA weight of the newest sample; also each histogram's decay per sample
@@ -197,12 +217,11 @@ class LaneTelemetry:
 
     def observe(self, pipe: Any, before: Any, job: Any, events: Iterable[tuple[str, Mapping[str, Any]]],
                 now: float, prepared: Any = None) -> None:
-        """The store's hook: record each attempt the change concluded."""
-        current = getattr(before, "current", None)
+        """The store's hook: record each attempt the change concluded, a fallback's ``current`` one or a
+        portfolio's racing ones alike (a race's cancelled losers give no sample: see ``sample_of``)."""
         for event in events:
-            started = bool(current and current.started_at is not None
-                           and current.n == event[1].get("attempt"))
-            sample = sample_of(event, started)
+            lease = lease_of(before, event[1].get("attempt"))
+            sample = sample_of(event, bool(lease and lease.started_at is not None))
             if sample is not None:
                 self.record(pipe, sample, getattr(job, "problem_class", None), now)
 

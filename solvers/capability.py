@@ -208,6 +208,50 @@ def qaoa_two_qubit_gates(problem: Any, reps: int = 1) -> int:
     return len(encode(problem).qubo.interactions()) * reps
 
 
+# What a QAOA run on the emulated device takes besides the angle search (`solvers.qpu_qaoa`), measured with
+# `python -m bench.qpu_estimate` on fake_guadalupe (2 cores shared, warm worker), dense and chain QUBOs of
+# 6 to 16 variables and the 4-node tsp. Transpiling to the device: 5-13 ms. Sampling: Aer simulates the
+# device's noise on the problem's qubits, as one density matrix while the shots outnumber the 2**n states
+# (Aer's automatic choice: cost ~ 4**n), else shot by shot (trajectories: cost ~ shots x 2**(n/2) here, the
+# statevector's 2**n softened by Aer's fusion and threads). Both scale with the transpiled instructions,
+# weighted: routing on heavy-hex turns each RZZ into ~4.3 two-qubit gates, and a noisy two-qubit gate costs
+# ~3 single-qubit ones (fitted: 8 + 5 per qubit + 13 per RZZ before routing).
+QPU_QAOA_TRANSPILE_S = 0.01
+QPU_QAOA_TRANSPILE_S_PER_GATE = 2e-4
+EMULATED_DM_S_PER_OP = 4e-9  # x 4**n: a density-matrix instruction
+EMULATED_SHOT_S_PER_OP = 2.2e-7  # x shots x 2**(n/2): a trajectory's instruction
+EMULATED_SAMPLE_OVERHEAD_S = 0.02
+
+
+def emulated_instructions(qubits: int, two_qubit_gates: int) -> int:
+    """Weighted instructions of the QAOA circuit after transpiling to a heavy-hex device (fitted, above)."""
+    return 8 + 5 * qubits + 13 * two_qubit_gates
+
+
+def emulated_sampling_seconds(qubits: int, two_qubit_gates: int, shots: int) -> float:
+    """Expected seconds for Aer to sample the QAOA circuit with the emulated device's noise."""
+    ops = emulated_instructions(qubits, two_qubit_gates)
+    if shots > 2 ** qubits:  # Aer's automatic method: one density matrix for every shot
+        return EMULATED_SAMPLE_OVERHEAD_S + ops * 4.0 ** qubits * EMULATED_DM_S_PER_OP
+    return EMULATED_SAMPLE_OVERHEAD_S + shots * ops * EMULATED_SHOT_S_PER_OP * 2.0 ** (qubits / 2)
+
+
+def qpu_qaoa_expected_seconds(qubits: int, two_qubit_gates: int, shots: int = QPU_QAOA_SHOTS,
+                              evaluations: int | None = None) -> dict[str, float]:
+    """What a QAOA run on the emulated device is expected to take, by part: the angle search as planned
+    without a time limit (one layer, ``QAOA_EVALUATIONS[1]`` evaluations: the statevector's measured table
+    up to ``QPU_QAOA_STATEVECTOR_MAX_QUBITS``, the closed form's beyond), transpiling, and the noisy
+    sampling; ``total`` is their sum."""
+    planned = QAOA_EVALUATIONS[1] if evaluations is None else evaluations
+    if qubits <= QPU_QAOA_STATEVECTOR_MAX_QUBITS:
+        search = qaoa_expected_seconds(qubits, 1, planned)
+    else:
+        search = planned * qaoa_closed_form_seconds(qubits, two_qubit_gates)
+    transpile = QPU_QAOA_TRANSPILE_S + QPU_QAOA_TRANSPILE_S_PER_GATE * two_qubit_gates
+    sample = emulated_sampling_seconds(qubits, two_qubit_gates, shots)
+    return {"search": search, "transpile": transpile, "sample": sample, "total": search + transpile + sample}
+
+
 def check_qpu_qaoa(problem: Any, limits: LaneLimits, *, shots: int = QPU_QAOA_SHOTS,
                    device: str | None = None) -> Verdict:
     """QAOA on a device: qubits against the device (a layout needs one physical qubit per variable) and the

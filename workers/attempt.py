@@ -14,6 +14,7 @@ import structlog
 from workers.connections import get_redis
 from jobs.spend import SpendSettlement
 from jobs.store import JobStore
+from orchestrator.evidence import PortfolioEvidence
 from orchestrator.shadow import ShadowObserver
 from routing.faults import FaultBoard, LaneFault
 from routing.predict import PredictConfig
@@ -111,7 +112,8 @@ def job_service() -> JobService:
     settings = get_settings()
     rollups.configure(settings.history_days)
     signals = LaneSignals(get_redis(), PredictConfig.of(settings))
-    observers = [*signals.observers(), SpendSettlement(), ShadowObserver(settings.history_days)]
+    observers = [*signals.observers(), SpendSettlement(), ShadowObserver(settings.history_days),
+                 PortfolioEvidence(settings.history_days)]
     return JobService(JobStore(get_redis(), settings.job_ttl_s, observers),
                       CeleryEnqueuer(settings.lease_grace_ms), ServiceConfig.of(settings), log=log, signals=signals)
 

@@ -59,6 +59,40 @@ def test_sync_portfolio_answers_within_its_budget(stack: Stack, token: str) -> N
     assert job["portfolio"]["winner"] == "heuristic"
 
 
+def test_a_portfolio_loser_is_lane_evidence(stack: Stack, token: str) -> None:
+    # the sim lane fails and the heuristic lane, held 2 s, proves the optimum after it (fault drills): a
+    # finished attempt that did not win, reported as a portfolio run
+
+    def report(**params: str) -> dict[str, Any]:
+        reply = requests.get(stack.url + "/api/v1/reports/lanes", params={"kind": "qubo", **params},
+                             headers=stack.headers(token), timeout=10)
+        assert reply.status_code == 200, reply.text
+        return next((r for r in reply.json()["rows"] if r["lane"] == "sim"), {"runs": 0, "portfolio_runs": 0})
+
+    before = report()
+    assert stack.cli("faults", "set", "sim.fail_rate=1").returncode == 0
+    assert stack.cli("faults", "set", "heuristic.delay_ms=2000").returncode == 0
+    try:
+        reply = stack.solve(token, {"problem": QUBO, "strategy": "portfolio", "seed": 3}, budget_ms=20000)
+        job = stack.wait_job(token, reply.json()["job_id"], timeout=30)
+    finally:
+        stack.cli("faults", "clear", "sim")
+        stack.cli("faults", "clear", "heuristic")
+    assert job["status"] == "succeeded" and _outcomes(job)["sim"] == "failed", job
+    row = report()
+    assert row["portfolio_runs"] == before["portfolio_runs"] + 1 and row["runs"] == before["runs"] + 1
+    assert row["shadow_runs"] == row["runs"] - row["portfolio_runs"]
+    only = report(source="portfolio")
+    assert only["runs"] == only["portfolio_runs"] == row["portfolio_runs"] and only["shadow_runs"] == 0
+    audit = wait_for(lambda: [e for e in stack.audit_entries() if e["type"] == "portfolio.compared"
+                              and e["job_id"] == job["job_id"]] or None, 15, "the comparison's audit")
+    (compared,) = audit[0]["data"]["comparisons"]
+    assert compared["lane"] == "sim" and compared["feasible"] is False and compared["served_lane"] == "heuristic"
+    csv = requests.get(stack.url + "/api/v1/reports/lanes", params={"format": "csv", "kind": "qubo"},
+                       headers=stack.headers(token), timeout=10)
+    assert csv.text.splitlines()[0].endswith(",shadow_runs,portfolio_runs")
+
+
 def test_a_shadow_run_changes_nothing_served_and_is_reported(stack: Stack, token: str) -> None:
     body = {"problem": problems.tsp(4, seed=5), "solver": "heuristic"}
     plain = []
@@ -132,3 +166,6 @@ def test_shadow_and_portfolio_refusals_say_where(stack: Stack) -> None:
     bad = requests.get(stack.url + "/api/v1/reports/lanes", params={"kind": "chess"},
                        headers=stack.headers(limited), timeout=10)
     assert bad.status_code == 400 and bad.json()["errors"][0]["loc"] == ["query", "kind"]
+    bad = requests.get(stack.url + "/api/v1/reports/lanes", params={"source": "rumour"},
+                       headers=stack.headers(limited), timeout=10)
+    assert bad.status_code == 400 and bad.json()["errors"][0]["loc"] == ["query", "source"]
