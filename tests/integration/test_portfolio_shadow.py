@@ -19,11 +19,16 @@ def _outcomes(job: dict[str, Any]) -> dict[str, str]:
 
 
 def test_a_portfolio_with_an_exact_lane_ends_at_the_proven_optimum(stack: Stack, token: str) -> None:
-    # sim runs QAOA for its whole share; the heuristic lane enumerates the QUBO and proves its optimum
-    reply = stack.solve(token, {"problem": QUBO, "strategy": "portfolio", "seed": 3}, budget_ms=20000)
-    assert reply.status_code == 202, reply.text
-    started = time.monotonic()
-    job = stack.wait_job(token, reply.json()["job_id"])
+    # the heuristic lane enumerates the QUBO and proves its optimum; the sim lane is held by a fault drill so
+    # that it is surely still running then (its 6-variable QAOA alone can finish first, within 0.3 s)
+    assert stack.cli("faults", "set", "sim.delay_ms=15000").returncode == 0
+    try:
+        reply = stack.solve(token, {"problem": QUBO, "strategy": "portfolio", "seed": 3}, budget_ms=20000)
+        assert reply.status_code == 202, reply.text
+        started = time.monotonic()
+        job = stack.wait_job(token, reply.json()["job_id"])
+    finally:
+        stack.cli("faults", "clear", "sim")
     assert time.monotonic() - started < 10, "the proof should end the race long before the budget"
     assert job["status"] == "succeeded" and job["solver"]["lane"] == "heuristic"
     assert _outcomes(job) == {"qpu": "skipped", "heuristic": "succeeded", "sim": "cancelled"}
