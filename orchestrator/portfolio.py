@@ -94,10 +94,12 @@ def compare(objective: float | None, reference: float | None) -> str | None:
 # -- transitions ------------------------------------------------------------------------------------------
 
 def start(job: Job, lease_grace_ms: int, now: float | None = None,
-          lane_cost_usd: Mapping[str, float] | None = None) -> Changed:
+          lane_cost_usd: Mapping[str, float] | None = None, outlooks: Mapping[str, Any] | None = None) -> Changed:
     """Dispatch every lane of the plan at once, each with the budget less the margin; lanes that refused
-    the problem themselves are recorded as skipped attempts, as a fallback job records them. Each racing
-    lane's estimated cost is kept (``portfolio.costs``) for the lane report's row of its attempt."""
+    the problem themselves are recorded as skipped attempts, as a fallback job records them, and so are
+    lanes whose breaker is open (``outlooks``: their ``blocked`` reason). Predictions pass no lane over: a
+    race gives every lane the whole budget. Each racing lane's estimated cost is kept
+    (``portfolio.costs``) for the lane report's row of its attempt."""
     now = time.time() if now is None else now
     limit_ms = lane_limit_ms((job.deadline - now) * 1000)
     events: list[Event] = []
@@ -108,6 +110,11 @@ def start(job: Job, lease_grace_ms: int, now: float | None = None,
             if step.reason.startswith(REFUSALS):
                 job, skipped = model.skip_lane(job, step.lane, step.reason)
                 events += skipped
+            continue
+        look = (outlooks or {}).get(step.lane)
+        if look is not None and look.blocked:
+            job, skipped = model.skip_lane(job, step.lane, look.blocked)
+            events += skipped
             continue
         if not worth_starting(limit_ms):
             job, skipped = model.skip_lane(job, step.lane, f"budget: {limit_ms} ms is too little to start")

@@ -359,12 +359,15 @@ class JobService:
         if shadows:
             job.shadow = [{"lane": lane, "job_id": shadow_id, "skipped": skipped}
                           for lane, shadow_id, skipped, _ in shadows]
-        if portfolio.is_portfolio(job):  # every lane at once: no shares to plan, nothing to pass over
-            job, dispatched = portfolio.start(job, self.config.lease_grace_ms, lane_cost_usd=costs)
+        outlooks = self._outlooks(job) if self.signals is not None else None
+        if portfolio.is_portfolio(job):  # every lane at once, the whole budget each: only breakers pass one over
+            job, dispatched = portfolio.start(job, self.config.lease_grace_ms, lane_cost_usd=costs,
+                                              outlooks=outlooks)
+            if fallback.passed_over_only(job):
+                raise self._busy(job, outlooks or {})
             if job.status == "failed":
                 raise NoLaneCanSolve(job.error or "no lane can solve this problem within its budget")
         else:
-            outlooks = self._outlooks(job) if self.signals is not None else None
             job, dispatched = fallback.start(job, self.config.lease_grace_ms, outlooks=outlooks)
             if fallback.passed_over_only(job):
                 raise self._busy(job, outlooks or {})

@@ -130,3 +130,26 @@ def test_attempt_numbers_are_unique_when_lanes_are_skipped_beside_racing_ones() 
     job = _portfolio(_service(fakeredis.FakeRedis(decode_responses=True)))
     numbers = [a.n for a in job.attempts] + [lease.n for lease in job.racing or []]
     assert sorted(numbers) == list(range(1, len(numbers) + 1)), (job.attempts, job.racing)
+
+
+def test_a_lane_whose_breaker_is_open_is_passed_over_and_the_others_race() -> None:
+    from routing.predict import Outlook
+
+    job, _ = model.new_job(job_id="b" * 32, tenant="acme", client_id="c", kind="tsp", budget_ms=2000,
+                           request={"strategy": "portfolio", "solver": "auto"}, plan=PLAN,
+                           fingerprint="sha256:" + "0" * 64, cost_estimate={"usd": 0.0, "basis": "x"}, now=T0)
+    blocked = "breaker: open since 2026-11-27T04:00:00Z (3 of 4 attempts failed)"
+    outlooks = {"sim": Outlook("sim", blocked=blocked), "heuristic": Outlook("heuristic", run_s=0.1, samples=9)}
+    job, events = portfolio.start(job, 1000, now=T0, outlooks=outlooks)
+    assert [lease.lane for lease in job.racing] == ["heuristic"]
+    assert [(a.lane, a.outcome, a.reason) for a in job.attempts][-1] == ("sim", "skipped", blocked)
+    assert len({a.n for a in job.attempts} | {lease.n for lease in job.racing}) == 3
+
+    every, _ = model.new_job(job_id="c" * 32, tenant="acme", client_id="c", kind="tsp", budget_ms=2000,
+                             request={"strategy": "portfolio", "solver": "auto"}, plan=PLAN,
+                             fingerprint="sha256:" + "0" * 64, cost_estimate={"usd": 0.0, "basis": "x"}, now=T0)
+    every, _ = portfolio.start(every, 1000, now=T0, outlooks={lane: Outlook(lane, blocked=blocked)
+                                                              for lane in ("sim", "heuristic")})
+    assert every.status == "failed" and every.racing is None
+    from routing.fallback import passed_over_only
+    assert passed_over_only(every)  # admission answers 503 with Retry-After, as for a fallback job
