@@ -22,7 +22,7 @@ from typing import Any
 
 from solvers.aer import normalise_counts, simulator_seed
 from solvers.base import LaneLimits, Solution, SolverRefused, Verdict
-from solvers.capability import check_circuit
+from solvers.capability import check_circuit, emulated_sampling_seconds
 from solvers.circuits import parse_qasm
 from solvers.qpu_base import (
     JOB_STATES,
@@ -229,6 +229,11 @@ class EmulatedQpu(QiskitBackendQpu):
             job = self._known(handle)
             if job.state == "queued":
                 job.state = "cancelled"
+
+    def sampling_seconds(self, qubits: int, two_qubit_gates: int, shots: int) -> float | None:
+        """Aer simulating the device's noise on this machine (`solvers.capability.emulated_sampling_seconds`,
+        fitted on fake_guadalupe): the one provider whose sampling time is ours."""
+        return emulated_sampling_seconds(qubits, two_qubit_gates, shots)
 
     def queue_info(self) -> ProviderQueue:
         """The configured queue: every job waits ``queue_delay_s`` at the emulated provider."""

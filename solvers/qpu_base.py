@@ -333,6 +333,11 @@ class QpuAdapter(ABC):
 
     # ------------------------------------------------------------------ device facts
 
+    def sampling_seconds(self, qubits: int, two_qubit_gates: int, shots: int) -> float | None:
+        """Expected seconds this machine spends producing ``shots`` samples of a QAOA circuit with these
+        gates (before routing); None where the device, not this machine, does the work."""
+        return None
+
     def queue_info(self) -> ProviderQueue | None:
         """The provider's own figure for its queue (None: it gives none). Called by the worker's heartbeat
         thread, outside any attempt; a provider error propagates and the beat skips the figure."""

@@ -81,6 +81,7 @@ class QpuQaoaSolver:
         if not verdict.ok:
             raise SolverRefused(verdict.reason)
         encoding = encode(problem)
+        self._refuse_unsampleable(encoding, (1.0 - SEARCH_SHARE) * time_limit_s)
         search = self.search(encoding, SEARCH_SHARE * time_limit_s, started + SEARCH_SHARE * time_limit_s)
         adapter = self.adapter
         with adapter.attempt(deadline):
@@ -120,6 +121,16 @@ class QpuQaoaSolver:
             "runtime_s": round(time.perf_counter() - started, 4),
         }
         return Solution(result=best.result, details=details, calibration=calibration)
+
+    def _refuse_unsampleable(self, encoding: Encoding, room_s: float) -> None:
+        """Refuse at once what the adapter says cannot be sampled in the time left after the search, with a
+        margin of two for the estimate: Aer's simulation cannot be interrupted, so an attempt that starts
+        it holds the worker to the end (a dense 16-variable QUBO on fake_guadalupe: 115 s)."""
+        qubits, gates = encoding.qubo.n, len(encoding.qubo.interactions())
+        expected = self.adapter.sampling_seconds(qubits, gates, self.shots)
+        if expected is not None and expected / 2 > room_s:
+            raise SolverRefused(f"capacity: sampling {qubits} qubits on the emulated {self.adapter.name} takes "
+                                f"~{expected:.0f} s, more than twice the {room_s:.1f} s left for it")
 
     def search(self, encoding: Encoding, time_limit_s: float, deadline: float) -> AngleSearch:
         """The one-layer angles: on the statevector up to ``statevector_max_qubits``, in closed form beyond,

@@ -146,3 +146,15 @@ def test_a_device_job_still_queued_at_the_time_limit_is_cancelled_at_the_provide
         solver.solve(problem, time_limit_s=4, seed=1)
     (handle,) = list(adapter.jobs._entries)
     assert adapter.poll(handle) == "cancelled"
+
+
+def test_a_problem_the_emulator_cannot_sample_in_the_time_left_is_refused_before_the_search(
+        guadalupe: EmulatedQpu) -> None:
+    """A dense 16-variable QUBO passes the device's limits, but Aer needs ~100 s to sample its noisy circuit
+    (measured: 115 s): with a 6 s limit the attempt is refused at once, so the next lane gets the budget."""
+    solver = QpuQaoaSolver(guadalupe)
+    started = time.process_time()
+    with pytest.raises(SolverRefused, match=r"capacity: sampling 16 qubits on the emulated fake_guadalupe"):
+        solver.solve(parse_problem(dense_qubo(16)), time_limit_s=6, seed=1)
+    assert time.process_time() - started < 1.0
+    assert guadalupe.sampling_seconds(6, 21, 1024) < 1.0  # what the tests above run stays well inside
