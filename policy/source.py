@@ -90,8 +90,8 @@ class PolicySource:
             previous = self.bundle
             try:
                 self.bundle = self._load()
-            except (PolicyError, ValueError) as exc:
-                self._failed(str(exc))
+            except Exception as exc:  # whatever a new file does, the last good policy stays in force
+                self._failed(str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}")
                 return self.bundle
             self.last_error = None
             if self.bundle.sha256 != previous.sha256:
