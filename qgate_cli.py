@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def _clients_create(args: argparse.Namespace) -> int:
@@ -116,7 +117,7 @@ def _replay(args: argparse.Namespace) -> int:
         adapter = _qpu_adapter(record) if record["solver"].get("lane") == "qpu" else None
         report = replay(problem, fingerprint_=record["fingerprint"], solver=record["solver"],
                         provenance=record["provenance"], result=record["result"],
-                        time_limit_s=max(1.0, (record.get("budget_ms") or 30_000) / 1000), adapter=adapter,
+                        time_limit_s=_replay_time_limit_s(record), adapter=adapter,
                         job_id=record.get("job_id"))
     except (FingerprintMismatch, NotReplayable, ValueError, OSError) as exc:
         if args.json:
@@ -133,6 +134,19 @@ def _replay(args: argparse.Namespace) -> int:
         for line in report.caveats:
             print(f"  note: {line}")
     return 0 if report.identical else 1
+
+
+REPLAY_COUNTED_MIN_S = 60.0
+
+
+def _replay_time_limit_s(record: dict) -> float:
+    """The job's budget; at least a minute for a search its record fixes by counts (QAOA's evaluations,
+    PyVRP's iterations), which ends at the same point however long it may take, while a cold process
+    sets its simulator up in more than the second a sync-path job (budget <= 1 s) had in a warm worker."""
+    budget_s = max(1.0, (record.get("budget_ms") or 30_000) / 1000)
+    details = (record.get("provenance") or {}).get("solver_details") or {}
+    counted = (details.get("quantum") or {}).get("planned_evaluations") is not None or bool(details.get("iterations"))
+    return max(budget_s, REPLAY_COUNTED_MIN_S) if counted else budget_s
 
 
 def _replay_inputs(args: argparse.Namespace) -> tuple[dict, dict]:
@@ -161,13 +175,23 @@ def _replay_inputs(args: argparse.Namespace) -> tuple[dict, dict]:
 
     if not (args.problem and args.receipt):
         raise ValueError("give a JOB_ID, or both --problem FILE and --receipt FILE")
-    receipt = json.loads(Path(args.receipt).read_text())
+    receipt = _json_file(args.receipt, "receipt")
     if args.key:
         verify_receipt(receipt, [parse_vkey(vkey) for vkey in args.key])
-    problem = json.loads(Path(args.problem).read_text())
+    problem = _json_file(args.problem, "problem")
     if isinstance(problem, dict) and isinstance(problem.get("problem"), dict):
         problem = problem["problem"]  # a whole solve body
     return record_from_receipt(receipt), problem
+
+
+def _json_file(path: str, what: str) -> Any:
+    """A file's JSON; ValueError (a refusal) for one that is not, or nests too deep to read."""
+    try:
+        return json.loads(Path(path).read_text())
+    except RecursionError:
+        raise ValueError(f"the {what} file nests too deeply to be read") from None
+    except ValueError as exc:
+        raise ValueError(f"the {what} file is not JSON: {str(exc)[:200]}") from None
 
 
 def _qpu_adapter(record: dict):  # type: ignore[no-untyped-def]
