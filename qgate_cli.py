@@ -235,6 +235,11 @@ def _limits(args: argparse.Namespace) -> int:
     from jobs.spend import Allowance, SpendBook, SpendError
     from workers.connections import get_redis
 
+    if args.action == "set":
+        why = _limits_scope_problem(args.tenant, args.business_unit)
+        if why:
+            print(f"qgate: limits: {why}", file=sys.stderr)
+            return 2
     book = SpendBook(get_redis())
     if args.action == "show":
         print(json.dumps({"limits": book.report(args.tenant)}))
@@ -253,6 +258,19 @@ def _limits(args: argparse.Namespace) -> int:
     print(json.dumps({"tenant": args.tenant, "business_unit": args.business_unit,
                       **{k: v for k, v in stored.__dict__.items() if v is not None}}))
     return 0
+
+
+def _limits_scope_problem(tenant: str, business_unit: str | None) -> str | None:
+    """Why (tenant, business unit) can scope no job's spend, or None. The book keys a unit's allowance
+    as ``tenant/unit``: a "tenant" holding a slash would cap another tenant's unit."""
+    from api.schemas import MAX_METADATA_TEXT
+    from api.tokens import is_tenant
+
+    if not is_tenant(tenant):
+        return f"not a tenant name: {tenant[:80]!r}"
+    if business_unit is not None and not 1 <= len(business_unit) <= MAX_METADATA_TEXT:
+        return f"business unit: 1 to {MAX_METADATA_TEXT} characters (a job's metadata.business_unit)"
+    return None
 
 
 def _policy_check(args: argparse.Namespace) -> int:
@@ -289,6 +307,9 @@ def _shadow(args: argparse.Namespace) -> int:
     client = get_redis()
     if args.action in ("set", "clear"):
         lanes = [lane for item in (getattr(args, "lanes", None) or []) for lane in item.split(",") if lane]
+        if args.action == "set" and not lanes:
+            print("qgate: shadow: give at least one lane (qgate shadow clear removes them)", file=sys.stderr)
+            return 2
         unknown = sorted(set(lanes) - set(LANES))
         if not is_tenant(args.tenant) or unknown or len(set(lanes)) != len(lanes):
             why = f"unknown lane {unknown[0]!r} (lanes: {', '.join(LANES)})" if unknown else (
