@@ -3,7 +3,8 @@
 Broke (each test fails without its fix): a usage/report time whose UTC value falls outside the calendar
 (``9999-12-31T23:59-23:59`` is year 10000 in UTC, and ``to=0001-01-01`` puts the default ``from`` in year 0)
 was a 500; a metadata value refused for its type or
-length named only ``["body", "metadata"]``, not its key.
+length named only ``["body", "metadata"]``, not its key; a portfolio whose budget could start no lane was a 422
+with no ``errors`` at all.
 Held: seeds, shadow lists, metadata with NUL, odd W3C trace headers (tracing off here; the OTLP-on case was
 checked by hand against an unused collector port), X-Forwarded-For and Forwarded without trusted proxies,
 repeated query parameters, odd canary limits, Idempotency-Key reuse. And the log verifies after all of it.
@@ -68,6 +69,18 @@ def test_a_refused_metadata_value_is_located_by_its_key(stack: Stack, token: str
     reply = stack.solve(token, {"problem": TSP, "metadata": {"ok": 1, "lane_id": value}}, budget_ms=1000)
     assert reply.status_code == 422, reply.text
     assert reply.json()["errors"][0]["loc"] == ["body", "metadata", "lane_id"], reply.text
+
+
+# --- broke: a portfolio refused at admission said why only in prose -------------------------------------
+
+@pytest.mark.parametrize("budget_ms", [1, 2])
+def test_a_portfolio_without_budget_to_start_says_each_lanes_reason_with_loc(stack: Stack, token: str,
+                                                                            budget_ms: int) -> None:
+    reply = stack.solve(token, {"problem": TSP, "strategy": "portfolio"}, budget_ms=budget_ms)
+    assert reply.status_code == 422, reply.text
+    errors = reply.json()["errors"]
+    assert {tuple(e["loc"]) for e in errors} == {("plan", "qpu"), ("plan", "sim"), ("plan", "heuristic")}, errors
+    assert all(e["msg"] for e in errors)
 
 
 # --- held: the solve body's newer fields ---------------------------------------------------------------
