@@ -21,7 +21,7 @@ from typing import Any, Mapping
 import regopy
 
 from policy.files import MAX_DATA_BYTES, MAX_MODULE_BYTES, PolicyFileError, read_text
-from policy.isolation import IsolatedFailure, check_in_child
+from policy.isolation import TIMEOUT_S as COMPILE_TIMEOUT_S, IsolatedFailure, check_in_child
 from policy.terms import TermError, rego_json
 
 QUERY = "decision := data.qgate.policy.decision"
@@ -110,9 +110,10 @@ def compile_checked(modules: Mapping[str, str], data: Mapping[str, Any], *, smok
     return bundle
 
 
-def _isolated(modules: Mapping[str, str], data: Mapping[str, Any], *, smoke: bool) -> None:
+def _isolated(modules: Mapping[str, str], data: Mapping[str, Any], *, smoke: bool,
+              timeout_s: float = COMPILE_TIMEOUT_S) -> None:
     try:
-        check_in_child(modules, data, smoke=smoke)
+        check_in_child(modules, data, smoke=smoke, timeout_s=timeout_s)
     except IsolatedFailure as exc:
         raise PolicyError(str(exc)) from None
 
@@ -129,7 +130,8 @@ class PolicyBundle:
     _cache: "OrderedDict[str, Decision]" = field(default_factory=OrderedDict, repr=False)
 
     @classmethod
-    def load(cls, policy_path: Path, data_path: Path, *, isolate: bool = True) -> "PolicyBundle":
+    def load(cls, policy_path: Path, data_path: Path, *, isolate: bool = True,
+             compile_timeout_s: float = COMPILE_TIMEOUT_S) -> "PolicyBundle":
         """Read, compile and smoke-test a policy; PolicyError says what is wrong. With ``isolate`` (the
         default) a child process compiles it first (``policy.isolation``): a policy that crashes the
         engine is refused instead of ending this process."""
@@ -137,7 +139,7 @@ class PolicyBundle:
         if not modules:
             raise PolicyError(f"{policy_path}: no .rego module")
         if isolate:
-            _isolated(modules, data, smoke=True)
+            _isolated(modules, data, smoke=True, timeout_s=compile_timeout_s)
         bundle = compile_checked(modules, data)
         bundle.origin = f"{policy_path} + {data_path}"
         return bundle

@@ -5,7 +5,8 @@ stack and the process dies with SIGSEGV, and other inputs have crashed it the sa
 read by the ingress would take the ingress down, and it would die again at every restart while the file
 stays. So a bundle is compiled (and given one smoke decision) in a short-lived interpreter first; only
 when that child exits cleanly is it compiled in this process. The child costs about 0.2 s per policy
-change, and is bounded by ``timeout_s`` (a policy that takes longer to compile is refused).
+change, and is bounded by ``timeout_s`` (a policy that takes longer to compile is refused): the reload
+runs in the request that noticed the change, which waits for it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 ROOT = Path(__file__).resolve().parents[1]
-TIMEOUT_S = 30.0
+TIMEOUT_S = 5.0  # the shipped policy compiles in 0.03 s; 110 KB of one rule redefined took 20 s
 
 
 class IsolatedFailure(ValueError):
@@ -29,6 +30,7 @@ class IsolatedFailure(ValueError):
 def check_in_child(modules: Mapping[str, str], data: Mapping[str, Any], *, smoke: bool,
                    timeout_s: float = TIMEOUT_S) -> None:
     """Compile ``modules`` with ``data`` (and, with ``smoke``, make one decision) in a child interpreter."""
+    timeout_s = timeout_s if 0 < timeout_s < 3600 else TIMEOUT_S  # NaN, 0 or negative: the default
     payload = json.dumps({"modules": dict(modules), "data": data, "smoke": smoke})
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     try:
