@@ -86,7 +86,7 @@ def _audit_verify_receipt(args: argparse.Namespace) -> int:
     from audit.note import parse_vkey
 
     try:
-        receipt = json.loads(Path(args.file).read_text())
+        receipt = _json_file(args.file, "receipt")
         count = verify_receipt(receipt, [parse_vkey(vkey) for vkey in args.key])
     except (ReceiptError, ValueError) as exc:
         print(f"qgate: receipt does NOT verify: {exc}", file=sys.stderr)

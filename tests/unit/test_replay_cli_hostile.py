@@ -134,3 +134,11 @@ def test_a_sync_path_qaoa_job_replays_from_its_receipt(tmp_path: Path) -> None:
     done = _replay(tmp_path, receipt, QUBO)
     assert done.returncode == 0, (done.returncode, done.stdout[-300:], done.stderr[-300:])
     assert json.loads(done.stdout)["identical"] is True
+
+
+def test_verify_receipt_says_a_deeply_nested_file_does_not_verify(tmp_path: Path) -> None:
+    (tmp_path / "receipt.json").write_text(DEEP)
+    done = subprocess.run([sys.executable, "-m", "qgate_cli", "audit", "verify-receipt", str(tmp_path / "receipt.json"),
+                           "--key", "qgate.local/audit+abcd1234+" + "A" * 43 + "="],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 1 and done.stderr.startswith("qgate: receipt does NOT verify: "), done.stderr[-300:]
