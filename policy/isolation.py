@@ -38,6 +38,8 @@ def check_in_child(modules: Mapping[str, str], data: Mapping[str, Any], *, smoke
                               text=True, timeout=timeout_s, cwd=ROOT, env=env)
     except subprocess.TimeoutExpired:
         raise IsolatedFailure(f"the policy took longer than {timeout_s:g} s to compile") from None
+    except OSError as exc:  # no process could be started (EAGAIN, ENOMEM): not loaded, tried at the next change
+        raise IsolatedFailure(f"cannot start the policy check: {exc.strerror or exc}") from None
     if done.returncode == 0:
         return
     if done.returncode < 0:

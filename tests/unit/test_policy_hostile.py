@@ -138,3 +138,18 @@ def test_numbers_with_an_exponent_reach_the_policy_intact(tmp_path: Path, number
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 0, (done.returncode, done.stderr[-500:])
     assert json.loads(done.stdout)["qgate"]["limit"] == float(number)
+
+
+def test_no_process_to_compile_in_is_a_refused_policy_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fork/exec failing (EAGAIN under a process limit) refuses the new policy with its reason."""
+    import errno
+
+    from policy import isolation
+    from policy.engine import PolicyBundle, PolicyError
+
+    def no_fork(*_: object, **__: object) -> None:
+        raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(isolation.subprocess, "run", no_fork)
+    with pytest.raises(PolicyError, match="cannot start the policy check"):
+        PolicyBundle.load(DEFAULT_POLICY, DEFAULT_DATA)
