@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def _clients_create(args: argparse.Namespace) -> int:
@@ -85,7 +86,7 @@ def _audit_verify_receipt(args: argparse.Namespace) -> int:
     from audit.note import parse_vkey
 
     try:
-        receipt = json.loads(Path(args.file).read_text())
+        receipt = _json_file(args.file, "receipt")
         count = verify_receipt(receipt, [parse_vkey(vkey) for vkey in args.key])
     except (ReceiptError, ValueError) as exc:
         print(f"qgate: receipt does NOT verify: {exc}", file=sys.stderr)
@@ -116,7 +117,7 @@ def _replay(args: argparse.Namespace) -> int:
         adapter = _qpu_adapter(record) if record["solver"].get("lane") == "qpu" else None
         report = replay(problem, fingerprint_=record["fingerprint"], solver=record["solver"],
                         provenance=record["provenance"], result=record["result"],
-                        time_limit_s=max(1.0, (record.get("budget_ms") or 30_000) / 1000), adapter=adapter,
+                        time_limit_s=_replay_time_limit_s(record), adapter=adapter,
                         job_id=record.get("job_id"))
     except (FingerprintMismatch, NotReplayable, ValueError, OSError) as exc:
         if args.json:
@@ -133,6 +134,19 @@ def _replay(args: argparse.Namespace) -> int:
         for line in report.caveats:
             print(f"  note: {line}")
     return 0 if report.identical else 1
+
+
+REPLAY_COUNTED_MIN_S = 60.0
+
+
+def _replay_time_limit_s(record: dict) -> float:
+    """The job's budget; at least a minute for a search its record fixes by counts (QAOA's evaluations,
+    PyVRP's iterations), which ends at the same point however long it may take, while a cold process
+    sets its simulator up in more than the second a sync-path job (budget <= 1 s) had in a warm worker."""
+    budget_s = max(1.0, (record.get("budget_ms") or 30_000) / 1000)
+    details = (record.get("provenance") or {}).get("solver_details") or {}
+    counted = (details.get("quantum") or {}).get("planned_evaluations") is not None or bool(details.get("iterations"))
+    return max(budget_s, REPLAY_COUNTED_MIN_S) if counted else budget_s
 
 
 def _replay_inputs(args: argparse.Namespace) -> tuple[dict, dict]:
@@ -161,13 +175,23 @@ def _replay_inputs(args: argparse.Namespace) -> tuple[dict, dict]:
 
     if not (args.problem and args.receipt):
         raise ValueError("give a JOB_ID, or both --problem FILE and --receipt FILE")
-    receipt = json.loads(Path(args.receipt).read_text())
+    receipt = _json_file(args.receipt, "receipt")
     if args.key:
         verify_receipt(receipt, [parse_vkey(vkey) for vkey in args.key])
-    problem = json.loads(Path(args.problem).read_text())
+    problem = _json_file(args.problem, "problem")
     if isinstance(problem, dict) and isinstance(problem.get("problem"), dict):
         problem = problem["problem"]  # a whole solve body
     return record_from_receipt(receipt), problem
+
+
+def _json_file(path: str, what: str) -> Any:
+    """A file's JSON; ValueError (a refusal) for one that is not, or nests too deep to read."""
+    try:
+        return json.loads(Path(path).read_text())
+    except RecursionError:
+        raise ValueError(f"the {what} file nests too deeply to be read") from None
+    except ValueError as exc:
+        raise ValueError(f"the {what} file is not JSON: {str(exc)[:200]}") from None
 
 
 def _qpu_adapter(record: dict):  # type: ignore[no-untyped-def]
@@ -211,6 +235,11 @@ def _limits(args: argparse.Namespace) -> int:
     from jobs.spend import Allowance, SpendBook, SpendError
     from workers.connections import get_redis
 
+    if args.action == "set":
+        why = _limits_scope_problem(args.tenant, args.business_unit)
+        if why:
+            print(f"qgate: limits: {why}", file=sys.stderr)
+            return 2
     book = SpendBook(get_redis())
     if args.action == "show":
         print(json.dumps({"limits": book.report(args.tenant)}))
@@ -229,6 +258,19 @@ def _limits(args: argparse.Namespace) -> int:
     print(json.dumps({"tenant": args.tenant, "business_unit": args.business_unit,
                       **{k: v for k, v in stored.__dict__.items() if v is not None}}))
     return 0
+
+
+def _limits_scope_problem(tenant: str, business_unit: str | None) -> str | None:
+    """Why (tenant, business unit) can scope no job's spend, or None. The book keys a unit's allowance
+    as ``tenant/unit``: a "tenant" holding a slash would cap another tenant's unit."""
+    from api.schemas import MAX_METADATA_TEXT
+    from api.tokens import is_tenant
+
+    if not is_tenant(tenant):
+        return f"not a tenant name: {tenant[:80]!r}"
+    if business_unit is not None and not 1 <= len(business_unit) <= MAX_METADATA_TEXT:
+        return f"business unit: 1 to {MAX_METADATA_TEXT} characters (a job's metadata.business_unit)"
+    return None
 
 
 def _policy_check(args: argparse.Namespace) -> int:
@@ -265,6 +307,9 @@ def _shadow(args: argparse.Namespace) -> int:
     client = get_redis()
     if args.action in ("set", "clear"):
         lanes = [lane for item in (getattr(args, "lanes", None) or []) for lane in item.split(",") if lane]
+        if args.action == "set" and not lanes:
+            print("qgate: shadow: give at least one lane (qgate shadow clear removes them)", file=sys.stderr)
+            return 2
         unknown = sorted(set(lanes) - set(LANES))
         if not is_tenant(args.tenant) or unknown or len(set(lanes)) != len(lanes):
             why = f"unknown lane {unknown[0]!r} (lanes: {', '.join(LANES)})" if unknown else (

@@ -148,6 +148,7 @@ class Settings:
     policy_file: Path = Path(__file__).parent / "policy" / "qgate.rego"
     policy_data_file: Path = Path(__file__).parent / "policy" / "data.json"
     policy_poll_s: float = 1.0
+    policy_compile_timeout_s: float = 5.0  # a new policy compiled longer (in its child process) is refused
     qpu_backend: str = "fake_manila"
     qpu_queue_delay_ms: int = 0
     qpu_failure_rate: float = 0.0
@@ -263,6 +264,7 @@ class Settings:
             policy_data_file=(Path(env["QGATE_POLICY_DATA"]) if env.get("QGATE_POLICY_DATA")
                               else cls.policy_data_file),
             policy_poll_s=_float(env, "QGATE_POLICY_POLL_S", cls.policy_poll_s),
+            policy_compile_timeout_s=_float(env, "QGATE_POLICY_COMPILE_TIMEOUT_S", cls.policy_compile_timeout_s),
             qpu_backend=env.get("QGATE_QPU_BACKEND") or cls.qpu_backend,
             qpu_queue_delay_ms=_int(env, "QGATE_QPU_QUEUE_DELAY_MS", cls.qpu_queue_delay_ms),
             qpu_failure_rate=_float(env, "QGATE_QPU_FAILURE_RATE", cls.qpu_failure_rate),

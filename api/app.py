@@ -132,6 +132,12 @@ def _instrument(app: Flask) -> None:
         structlog.contextvars.clear_contextvars()
         request.environ["qgate.start"] = time.perf_counter()
 
+    @app.teardown_request
+    def _forget(_: BaseException | None) -> None:
+        # after the request's own log line: what the thread logs until its next request (gunicorn's
+        # "Invalid request from ip=...") must not carry this caller's tenant, client and job
+        structlog.contextvars.clear_contextvars()
+
     @app.after_request
     def _finish(response: Any) -> Any:
         elapsed_ms = (time.perf_counter() - request.environ.get("qgate.start", time.perf_counter())) * 1000

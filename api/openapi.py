@@ -466,9 +466,10 @@ def openapi_document() -> dict[str, Any]:
                            "Accept: text/csv. Hour roll-ups: from and to are rounded out to whole hours.",
             "parameters": [
                 {"name": "from", "in": "query", "required": False, "schema": {"type": "string", "pattern": USAGE_TIME},
-                 "description": "ISO 8601 date or date-time (UTC unless given); default: 24 h before to"},
+                 "description": "ISO 8601 date or date-time (UTC unless given), from 1970 to 9999 in UTC; "
+                                "default: 24 h before to"},
                 {"name": "to", "in": "query", "required": False, "schema": {"type": "string", "pattern": USAGE_TIME},
-                 "description": "ISO 8601 date or date-time; default: now"},
+                 "description": "ISO 8601 date or date-time, from 1970 to 9999 in UTC; default: now"},
                 {"name": "group_by", "in": "query", "required": False,
                  "schema": {"type": "string", "pattern": "^(tenant|lane|kind|metadata\\.[A-Za-z0-9_.-]{1,64})$"}},
                 {"name": "tenant", "in": "query", "required": False,

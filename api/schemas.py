@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StringConstraints, field_validator
 
 from api.body import SAFE_INTEGER
 
@@ -27,6 +27,18 @@ def _metadata_value_problem(value: Any) -> str | None:
     return "a string, number, boolean or null (no lists or objects)"
 
 
+def _metadata_value(value: Any) -> Any:
+    problem = _metadata_value_problem(value)
+    if problem:
+        raise ValueError(f"must be {problem}")
+    return value
+
+
+# A validator on the value (not on the whole dict) puts the key into the error's loc:
+# ["body", "metadata", "lane_id"], not ["body", "metadata"].
+MetadataValue = Annotated[Any, AfterValidator(_metadata_value)]
+
+
 class SolveRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -36,18 +48,9 @@ class SolveRequest(BaseModel):
     cost_tier: Literal["standard", "premium"] = "standard"
     callback_url: str | None = Field(default=None, max_length=2048)
     seed: StrictInt | None = Field(default=None, ge=0, lt=2**32)
-    metadata: dict[MetadataKey, Any] = Field(default_factory=dict, max_length=MAX_METADATA_ITEMS)
+    metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict, max_length=MAX_METADATA_ITEMS)
     priority: Literal["interactive", "batch"] | None = None
     shadow: list[Literal["qpu", "sim", "heuristic"]] | None = Field(default=None, max_length=3)
-
-    @field_validator("metadata")
-    @classmethod
-    def _flat_scalars(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for key, item in value.items():
-            problem = _metadata_value_problem(item)
-            if problem:
-                raise ValueError(f"metadata[{key!r}] must be {problem}")
-        return value
 
     @field_validator("shadow")
     @classmethod

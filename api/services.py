@@ -117,7 +117,8 @@ class Services:
                 raise PolicyError(f"policy data: {exc}") from None
 
         return PolicySource(settings.policy_file, settings.policy_data_file, redis=self.redis,
-                            log=get_logger("qgate.policy"), poll_s=settings.policy_poll_s, validate=validate)
+                            log=get_logger("qgate.policy"), poll_s=settings.policy_poll_s, validate=validate,
+                            compile_timeout_s=settings.policy_compile_timeout_s)
 
     @cached_property
     def login_throttle(self) -> LoginThrottle:

@@ -42,7 +42,13 @@ def parse_time(name: str, raw: str | None, default: float) -> float:
         raise bad_query(name, f"{name}: not a real date or time") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.timestamp()
+    try:  # 9999-12-31T23:59-23:59 is year 10000 in UTC: a time no answer can name (iso() would fail: a 500)
+        stamp = parsed.astimezone(timezone.utc).timestamp()
+    except OverflowError:
+        stamp = -1.0
+    if stamp < 0:  # before 1970 nothing was recorded, and a day before year 1 cannot be written either
+        raise bad_query(name, f"{name}: a time from 1970 to 9999 (UTC)")
+    return stamp
 
 
 def iso(ts: float) -> str:

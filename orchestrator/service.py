@@ -365,8 +365,9 @@ class JobService:
                                               outlooks=outlooks)
             if fallback.passed_over_only(job):
                 raise self._busy(job, outlooks or {})
-            if job.status == "failed":
-                raise NoLaneCanSolve(job.error or "no lane can solve this problem within its budget")
+            if job.status == "failed":  # each lane's reason with its loc, as _require_runnable gives them
+                raise NoLaneCanSolve(job.error or "no lane can solve this problem within its budget",
+                                     reasons=[{"loc": ["plan", a.lane], "msg": a.reason} for a in job.attempts])
         else:
             job, dispatched = fallback.start(job, self.config.lease_grace_ms, outlooks=outlooks)
             if fallback.passed_over_only(job):

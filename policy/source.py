@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from audit.channel import emit
-from policy.engine import Decision, PolicyBundle, PolicyError
+from policy.engine import COMPILE_TIMEOUT_S, Decision, PolicyBundle, PolicyError
 
 CURRENT_KEY = "qgate:policy:current"
 FAILURES_FIELD = "policy_reload_failures"
@@ -55,7 +55,9 @@ class PolicySource:
     """The current bundle of one (policy, data) pair of files, checked at most every ``poll_s`` seconds."""
 
     def __init__(self, policy_path: Path, data_path: Path, *, redis: Any = None, log: Any = None,
-                 poll_s: float = 1.0, validate: Callable[[PolicyBundle], None] | None = None) -> None:
+                 poll_s: float = 1.0, validate: Callable[[PolicyBundle], None] | None = None,
+                 compile_timeout_s: float = COMPILE_TIMEOUT_S) -> None:
+        self.compile_timeout_s = compile_timeout_s
         self.policy_path, self.data_path = Path(policy_path), Path(data_path)
         self.redis, self.log, self.poll_s, self.validate = redis, log, poll_s, validate
         self._lock = threading.Lock()
@@ -69,7 +71,7 @@ class PolicySource:
         return _signature(self.policy_path) + _signature(self.data_path)
 
     def _load(self) -> PolicyBundle:
-        bundle = PolicyBundle.load(self.policy_path, self.data_path)
+        bundle = PolicyBundle.load(self.policy_path, self.data_path, compile_timeout_s=self.compile_timeout_s)
         if self.validate is not None:
             self.validate(bundle)
         return bundle
@@ -90,8 +92,8 @@ class PolicySource:
             previous = self.bundle
             try:
                 self.bundle = self._load()
-            except (PolicyError, ValueError) as exc:
-                self._failed(str(exc))
+            except Exception as exc:  # whatever a new file does, the last good policy stays in force
+                self._failed(str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}")
                 return self.bundle
             self.last_error = None
             if self.bundle.sha256 != previous.sha256:

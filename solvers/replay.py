@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from solvers.objective import score
-from solvers.problems import fingerprint, parse_problem
+from solvers.problems import MAX_SHOTS, fingerprint, parse_problem
 from solvers.registry import lane_solvers
 
 
@@ -89,26 +89,43 @@ def replay_solver(solver: dict[str, Any], details: dict[str, Any], adapter: Any 
         candidates = lane_solvers(str(lane), **options)
     except ValueError as exc:
         raise NotReplayable(str(exc)) from None
+    if not isinstance(quantum, dict):
+        raise NotReplayable("solver_details.quantum: want an object")
     for candidate in candidates:
         if candidate.id != solver_id:
             continue
         if quantum.get("planned_evaluations") is not None:
             return type(candidate)(**_qaoa_options(candidate, quantum))
         if solver_id == "pyvrp" and details.get("iterations"):
-            return type(candidate)(max_iterations=int(details["iterations"]))
+            return type(candidate)(max_iterations=_count(details, "iterations", MAX_COUNTS["iterations"]))
         return candidate
     raise NotReplayable(f"no solver {solver_id!r} on the {lane} lane of this installation")
 
 
 def _qaoa_options(candidate: Any, quantum: dict[str, Any]) -> dict[str, Any]:
     """The QAOA run of the record: its shots, layers and planned evaluations, and where the clock stopped it."""
-    options: dict[str, Any] = {"max_evaluations": int(quantum["planned_evaluations"]),
-                               "shots": int(quantum["shots"])}
+    options: dict[str, Any] = {"max_evaluations": _count(quantum, "planned_evaluations"),
+                               "shots": _count(quantum, "shots")}
     if quantum.get("stopped_by") == "time":
-        options["stop_after_evaluations"] = int(quantum["optimizer_evaluations"])
+        options["stop_after_evaluations"] = _count(quantum, "optimizer_evaluations")
     if hasattr(candidate, "adapter"):
         return {"adapter": candidate.adapter, **options}
-    return {"reps": int(quantum["reps"]), **options}
+    return {"reps": _count(quantum, "reps"), **options}
+
+
+# Far above what any job records (QAOA plans some hundreds of evaluations of 1-3 layers, shots are at most
+# a circuit's MAX_SHOTS), far below what would keep a replay running for days: a record beyond them is
+# not one the gateway wrote.
+MAX_COUNTS = {"planned_evaluations": 100_000, "optimizer_evaluations": 100_000, "shots": MAX_SHOTS, "reps": 32,
+              "iterations": 10_000_000}
+
+
+def _count(record: dict[str, Any], name: str, maximum: int | None = None) -> int:
+    """The recorded count ``name``: a positive integer within MAX_COUNTS, or NotReplayable."""
+    value, top = record.get(name), maximum or MAX_COUNTS[name]
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= top:
+        raise NotReplayable(f"recorded {name} {str(value)[:40]!r}: want an integer from 1 to {top}")
+    return value
 
 
 def replay_caveats(solver: dict[str, Any], instance: Any, details: dict[str, Any], seed: int | None) -> list[str]:

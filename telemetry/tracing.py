@@ -33,6 +33,20 @@ def instrumentations(env: Mapping[str, str] = os.environ) -> frozenset[str]:
     return INSTRUMENTATIONS - disabled
 
 
+DEFAULT_EXPORT_TIMEOUT_S = 2.0
+
+
+def export_timeout_s(env: Mapping[str, str] = os.environ) -> float | None:
+    """Seconds one OTLP export may wait: the operator's OTEL_EXPORTER_OTLP_(TRACES_)TIMEOUT (None: the
+    exporter reads it), else 2 s. The exporter's own default, 10 s, is what a collector that accepts and
+    never answers cost every process at exit, spent by the last flush: the ingress stopped in 13.9 s
+    instead of 2.5 s, the audit writer in 11.2 s instead of 0.2 s. Spans are exported in the background,
+    so a shorter wait costs no request anything."""
+    if env.get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") or env.get("OTEL_EXPORTER_OTLP_TIMEOUT"):
+        return None
+    return DEFAULT_EXPORT_TIMEOUT_S
+
+
 def configure(service_name: str, env: Mapping[str, str] = os.environ) -> bool:
     """Install a tracer provider exporting over OTLP/HTTP (once per process); False when not wanted."""
     global _enabled, _instrumented
@@ -46,7 +60,7 @@ def configure(service_name: str, env: Mapping[str, str] = os.environ) -> bool:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     provider = TracerProvider(resource=Resource.create({"service.name": env.get("OTEL_SERVICE_NAME") or service_name}))
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(timeout=export_timeout_s(env))))
     trace.set_tracer_provider(provider)
     _instrumented = instrumentations(env)
     if "redis" in _instrumented:

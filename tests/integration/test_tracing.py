@@ -62,6 +62,29 @@ def test_one_trace_spans_the_ingress_and_the_worker_of_a_job(traced: Stack, coll
     assert any(line.get("trace_id") == trace_id for line in lines), "no log line names the trace"
 
 
+INCOMING = "0af7651916cd43dd8448eb211c80319c"
+ODD_TRACE_HEADERS = {
+    "garbage": ({"traceparent": "zz", "tracestate": "===", "baggage": "k=%zz%%"}, None),
+    "zero ids": ({"traceparent": f"00-{'0' * 32}-{'0' * 16}-01"}, None),
+    "version ff": ({"traceparent": f"ff-{INCOMING}-b7ad6b7169203331-01"}, None),
+    "valid, with 1000 baggage entries": ({"traceparent": f"00-{INCOMING}-b7ad6b7169203331-01",
+                                          "baggage": ",".join(f"k{i}=v" for i in range(1000))}, INCOMING),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ODD_TRACE_HEADERS))
+def test_odd_incoming_trace_headers_give_a_job_a_trace_all_the_same(traced: Stack, case: str) -> None:
+    """With tracing on, the propagators read what a caller sends: a context they cannot read starts a new
+    trace, a valid one is continued; the job is served and audited either way."""
+    headers, expected = ODD_TRACE_HEADERS[case]
+    token = traced.token(traced.create_client("acme", "quantum:solve solver:heuristic"))
+    reply = traced.solve(token, {"problem": problems.tsp(5), "solver": "heuristic"}, budget_ms=800, **headers)
+    assert reply.status_code == 200 and reply.json()["status"] == "succeeded", reply.text
+    trace_id = reply.json()["trace_id"]
+    assert len(trace_id) == 32 and int(trace_id, 16) and trace_id == (expected or trace_id)
+    assert trace_id != "0" * 32
+
+
 def test_without_an_endpoint_jobs_have_no_trace(stack: Stack, token: str) -> None:
     reply = stack.solve(token, {"problem": problems.tsp(5)}, budget_ms=800)
     assert reply.status_code == 200 and reply.json().get("trace_id") is None, reply.text
