@@ -94,14 +94,15 @@ def test_policy_changes_are_picked_up_and_a_broken_one_keeps_the_last_good(own_s
 
 
 def test_parallel_qpu_submits_never_reserve_past_the_allowance(own_stack: Stack) -> None:
-    """50 parallel submits against a $1.00 allowance at $0.10 each. How many reach the qpu lane depends on
-    timing: an attempt that expires in the queue releases its reservation, making room for a later submit
-    (a loaded CI machine saw 30 of 50). The invariant is checked in the audit log's order, which is the
-    order the admission scripts and settlements committed: reserved + spent never passes $1.00."""
+    """50 parallel submits against a $1.00 allowance at $0.10 each. How many reach the qpu lane can depend on
+    timing (an attempt that expires in the queue releases its reservation, making room for a later submit),
+    so the invariant is checked in the audit log's order, which is the order the admission scripts and
+    settlements committed: reserved + spent never passes $1.00."""
     acme = own_stack.create_client("spendco", SCOPES)
     token = own_stack.token(acme)
     done = own_stack.cli("limits", "set", "--tenant", "spendco", "--qpu-usd-per-day", "1")
     assert done.returncode == 0, done.stderr
+    time.sleep(1.1)  # in force within a second (jobs.spend.CACHE_S); CI once admitted 20 submits before it
     body = {"problem": problems.circuit(shots=20), "solver": "qpu"}  # estimate $0.10: at most 10 at a time
 
     def submit(_: int) -> requests.Response:
@@ -120,7 +121,7 @@ def test_parallel_qpu_submits_never_reserve_past_the_allowance(own_stack: Stack)
     for job_id in plans:  # every reservation ends settled (ran) or released
         own_stack.wait_job(token, job_id, timeout=120)
     wait_for(lambda: len([e for e in own_stack.audit_entries() if e["type"] in ("spend.settled", "spend.released")
-                          and e.get("job_id") in on_qpu]) == len(on_qpu), 30, "every settlement audited")
+                          and e.get("job_id") in on_qpu]) == len(on_qpu), 30, "every qpu job's settlement audited")
     committed, most = 0.0, 0.0
     for entry in own_stack.audit_entries():
         if entry.get("job_id") not in on_qpu:
@@ -145,6 +146,7 @@ def test_a_pinned_qpu_job_past_the_allowance_is_429_with_the_quota(own_stack: St
     done = own_stack.cli("limits", "set", "--tenant", "tightco", "--qpu-usd-per-day", "0.05")
     assert done.returncode == 0, done.stderr
     pinned = own_stack.token(own_stack.create_client("tightco", "quantum:solve solver:qpu"))
+    time.sleep(1.1)  # each ingress process reads the allowances at most once a second (jobs.spend.CACHE_S)
     refused = own_stack.solve(pinned, {"problem": problems.circuit(shots=20), "solver": "qpu"}, budget_ms=30000)
     assert refused.status_code == 429, refused.text
     assert refused.json()["error"] == "quota: $0.05 of $0.05 left today, estimate $0.10"
