@@ -14,7 +14,7 @@ from werkzeug.utils import cached_property
 from werkzeug.wsgi import get_input_stream
 
 from api import audit, auth, dashboard, jobs, ops, rate_limits, reports, solve, spend, usage
-from api.errors import ApiError, register_error_handlers
+from api.errors import ApiError, bad_query, register_error_handlers
 from api.services import build_services
 from orchestrator.service import Enqueuer
 from settings import Settings, get_settings
@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None, enqueuer: Enqueuer | None = Non
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     _instrument(app)
+    app.before_request(_refuse_repeated_query)
     tracing.instrument_flask(app)
     if settings.trusted_proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies,  # type: ignore[method-assign]
@@ -124,6 +125,18 @@ class BoundedRequest(Request):
             return super().stream
         bounded = {**self.environ, "wsgi.input": _RefuseBeyond(self.environ["wsgi.input"], limit)}
         return get_input_stream(bounded, max_content_length=limit)
+
+
+def _refuse_repeated_query() -> None:
+    """On the API, a query parameter given twice is 400 with its ``loc``: ``?tenant=a&tenant=b`` is
+    parameter pollution (one reader takes the first value, another the last), and whoever sent two
+    meant something no answer would say."""
+    if not request.path.startswith("/api/"):
+        return
+    for name in request.args:
+        if len(request.args.getlist(name)) > 1:
+            shown = name[:100]
+            raise bad_query(shown, f"query parameter '{shown}' given more than once")
 
 
 def _instrument(app: Flask) -> None:

@@ -31,15 +31,12 @@ from cryptography.x509.oid import NameOID
 from flask import Flask, g, jsonify
 from flask.testing import FlaskClient
 from jwt.algorithms import ECAlgorithm
-from limits.storage import MemoryStorage
 
-from api.app import create_app
 from api.auth import require
 from api.clients import ClientStore
 from api.keys import SigningKey, load_signing_key
 from api.tokens import ExternalIssuer, TokenError, TokenVerifier, issue_token, jwks_of
-from ratelimit.limiter import Limiter
-from settings import Settings
+from tests.unit.flask_app import fake_redis_app
 
 ISSUER, AUDIENCE = "qgate", "qgate-api"
 PROBE = "/_test/whoami"
@@ -182,15 +179,7 @@ def key_server() -> Iterator[KeyServer]:
 def app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
     """The real app; its Redis clients swapped for fakeredis (the URL points at a closed port as a
     tripwire). A probe route behind ``require()`` answers 200 with the principal."""
-    base = tmp_path_factory.mktemp("qgate")
-    settings = Settings(redis_url="redis://127.0.0.1:9/0", var_dir=base / "var",
-                        audit_path=base / "var" / "audit" / "audit.log")
-    app = create_app(settings)
-    svc = app.extensions["qgate"]
-    server = fakeredis.FakeServer()
-    svc.redis = fakeredis.FakeRedis(server=server, decode_responses=True)
-    svc.blocking_redis = fakeredis.FakeRedis(server=server, decode_responses=True)
-    svc.limiter = Limiter(MemoryStorage())  # the moving window runs Lua, which fakeredis lacks here
+    app = fake_redis_app(tmp_path_factory.mktemp("qgate"))
 
     def whoami() -> Any:
         principal = g.principal

@@ -9,28 +9,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import fakeredis
 import pytest
 import structlog
-from limits.storage import MemoryStorage
 
-from api.app import create_app
 from api.tokens import issue_token
-from ratelimit.limiter import Limiter
-from settings import Settings
+from tests.unit.flask_app import fake_redis_app
 
 
 @pytest.fixture
 def app(tmp_path: Path):  # type: ignore[no-untyped-def]
-    settings = Settings(redis_url="redis://127.0.0.1:9/0", var_dir=tmp_path / "var",
-                        audit_path=tmp_path / "var" / "audit" / "audit.log")
-    app = create_app(settings)
-    svc = app.extensions["qgate"]
-    server = fakeredis.FakeServer()
-    svc.redis = fakeredis.FakeRedis(server=server, decode_responses=True)
-    svc.blocking_redis = fakeredis.FakeRedis(server=server, decode_responses=True)
-    svc.limiter = Limiter(MemoryStorage())
-    return app
+    return fake_redis_app(tmp_path)
 
 
 @pytest.mark.parametrize("path", ["/api/v1/usage/limits", "/api/v1/jobs/0123456789abcdef0123456789abcdef",
