@@ -130,12 +130,13 @@ class Breakers:
         lanes = concluded_lanes(before, events)
         if not lanes:
             return None
-        pipe.watch(*(breaker_key(lane) for lane in lanes))
-        return {lane: Breaker.loads(pipe.get(breaker_key(lane))) for lane in lanes}
+        pipe.watch(*(breaker_key(lane) for lane in lanes), *(probe_key(lane) for lane in lanes))
+        return {lane: (Breaker.loads(pipe.get(breaker_key(lane))), pipe.get(probe_key(lane))) for lane in lanes}
 
     def observe(self, pipe: Any, before: Any, job: Any, events: Iterable[tuple[str, Mapping[str, Any]]],
                 now: float, prepared: Any = None) -> None:
-        breakers: dict[str, Breaker] = dict(prepared or {})
+        read: dict[str, tuple[Breaker, str | None]] = dict(prepared or {})
+        breakers = {lane: breaker for lane, (breaker, _) in read.items()}
         for event_type, data in events:
             outcome = CONCLUDED.get(event_type)
             lane = data.get("lane")
@@ -146,7 +147,9 @@ class Breakers:
             after, change = record(breaker, outcome != "ok", now, self.config)
             breakers[lane] = after
             pipe.set(breaker_key(lane), after.dumps())
-            if breaker.state == "half_open":
+            if breaker.state == "half_open" and read[lane][1] == job.job_id:
+                # the probe reported; a straggler admitted before the breaker opened counts as evidence
+                # but leaves the claim to the probing job, so no second probe starts beside it
                 pipe.delete(probe_key(lane))
             if change:
                 publish(pipe, lane, change, job.job_id)

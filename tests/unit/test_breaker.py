@@ -80,18 +80,19 @@ def test_breakers_through_the_store_with_probes_one_at_a_time() -> None:
     breaker = Breaker.loads(redis.get(breaker_key("qpu")))
     assert breaker.state == "open"
     opened_at = breaker.since
-    reason = breakers.admit("qpu", breaker, "j1", opened_at + 10)
+    first, second = f"{10:032x}", f"{11:032x}"  # the probing jobs' ids
+    reason = breakers.admit("qpu", breaker, first, opened_at + 10)
     assert reason is not None and reason.startswith("breaker: open since ")
     assert reason.endswith("(5 attempts in a row failed)")
     # cool-down over: one job gets the probe, the next is turned away while it is in flight
-    assert breakers.admit("qpu", breaker, "j1", opened_at + 31) is None
+    assert breakers.admit("qpu", breaker, first, opened_at + 31) is None
     assert Breaker.loads(redis.get(breaker_key("qpu"))).state == "half_open"
-    assert breakers.admit("qpu", Breaker.loads(redis.get(breaker_key("qpu"))), "j2", opened_at + 31) \
+    assert breakers.admit("qpu", Breaker.loads(redis.get(breaker_key("qpu"))), second, opened_at + 31) \
         .startswith("breaker: half-open")
-    assert breakers.admit("qpu", Breaker.loads(redis.get(breaker_key("qpu"))), "j1", opened_at + 31) is None
-    _conclude(store, _job(store, 10), "succeeded")
+    assert breakers.admit("qpu", Breaker.loads(redis.get(breaker_key("qpu"))), first, opened_at + 31) is None
+    _conclude(store, _job(store, 10), "succeeded")  # first, the probe
     assert redis.get(probe_key("qpu")) is None  # the probe reported: the next may go
-    assert breakers.admit("qpu", Breaker.loads(redis.get(breaker_key("qpu"))), "j2", opened_at + 32) is None
+    assert breakers.admit("qpu", Breaker.loads(redis.get(breaker_key("qpu"))), second, opened_at + 32) is None
     _conclude(store, _job(store, 11), "succeeded")
     assert Breaker.loads(redis.get(breaker_key("qpu"))).state == "closed"
     events = [decode_event(f) for _, f in redis.xrange(STREAM)]
@@ -137,3 +138,26 @@ def test_outcomes_that_say_nothing_of_the_lane_leave_it_alone(outcome: str) -> N
         store.transition(job_id, fallback.begin_attempt, 1, "w", 1000)
         store.transition(job_id, fallback.conclude_attempt, 1, "skipped", "capacity: no", 1000)
     assert Breaker.loads(redis.get(breaker_key("qpu"))).window == ""
+
+
+def test_a_straggler_concluding_in_half_open_leaves_the_probe_to_its_holder() -> None:
+    """An attempt admitted before the breaker opened may conclude while a probe is in flight: its outcome
+    is evidence of the lane and counts, but the probe's claim stays with the probing job, so a second job
+    cannot start a second probe beside the first."""
+    redis = fakeredis.FakeRedis(decode_responses=True)
+    breakers = Breakers(redis, CONFIG)
+    store = JobStore(redis, 3600, observers=[breakers])
+    straggler = _job(store, 99)
+    store.transition(straggler, fallback.begin_attempt, 1, "w", 1000)
+    for n in range(5):
+        _conclude(store, _job(store, n), "failed")
+    opened_at = Breaker.loads(redis.get(breaker_key("qpu"))).since
+    probe = _job(store, 50)
+    assert breakers.admit("qpu", Breaker.loads(redis.get(breaker_key("qpu"))), probe, opened_at + 31) is None
+    store.transition(straggler, fallback.conclude_attempt, 1, "succeeded", "", 1000, result={})
+    assert redis.get(probe_key("qpu")) == probe
+    assert Breaker.loads(redis.get(breaker_key("qpu"))).probes_ok == 1  # the straggler's success counted
+    assert breakers.admit("qpu", Breaker.loads(redis.get(breaker_key("qpu"))), "j2", opened_at + 32) \
+        .startswith("breaker: half-open")
+    _conclude(store, probe, "succeeded")
+    assert redis.get(probe_key("qpu")) is None
