@@ -130,7 +130,7 @@ class QpuQaoaSolver:
         expected = self.adapter.sampling_seconds(qubits, gates, self.shots)
         if expected is not None and expected / 2 > room_s:
             raise SolverRefused(f"capacity: sampling {qubits} qubits on the emulated {self.adapter.name} takes "
-                                f"~{expected:.0f} s, more than twice the {room_s:.1f} s left for it")
+                                f"~{_seconds(expected)} s, more than twice the {_seconds(room_s)} s left for it")
 
     def search(self, encoding: Encoding, time_limit_s: float, deadline: float) -> AngleSearch:
         """The one-layer angles: on the statevector up to ``statevector_max_qubits``, in closed form beyond,
@@ -165,6 +165,11 @@ def counts_to_rows(counts: dict[str, int], n: int) -> tuple[np.ndarray, np.ndarr
     keys = sorted(counts, key=lambda key: int(key, 2))
     rows = np.array([[int(bit) for bit in reversed(key.zfill(n)[-n:])] for key in keys], dtype=np.uint8)
     return rows.reshape(len(keys), n), np.array([int(counts[key]) for key in keys], dtype=np.int64)
+
+
+def _seconds(value: float) -> str:
+    """Two significant figures below 100 s (0.49, 3, 95), whole seconds above."""
+    return f"{value:.2g}" if value < 100 else f"{value:.0f}"
 
 
 def _least(a: int | None, b: int | None) -> int | None:
