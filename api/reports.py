@@ -13,17 +13,15 @@ CSV with ``format=csv`` or ``Accept: text/csv``.
 
 from __future__ import annotations
 
-import csv
-import io
 import time
 from typing import Any
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, jsonify, request
 
 from api.auth import require
-from api.errors import ApiError, bad_query
+from api.errors import bad_query
+from api.reading import csv_response, iso, parse_time, require_reader, tenant_filter, wants_csv
 from api.services import services
-from api.usage import _cell, _tenant_filter, _wants_csv, iso, parse_time
 from orchestrator.shadow import REPORT_COLUMNS, SOURCES, report
 from solvers.problems import KINDS
 
@@ -34,10 +32,8 @@ DEFAULT_RANGE_S = 7 * 86400
 @bp.get("/api/v1/reports/lanes")
 @require()
 def lanes_report() -> Any:
-    principal = g.principal
-    if not {"quantum:solve", "ops:read"} & principal.scopes:
-        raise ApiError(403, "missing scope: quantum:solve or ops:read")
-    as_csv = _wants_csv()
+    require_reader()
+    as_csv = wants_csv()
     kind = request.args.get("kind")
     if kind is not None and kind not in KINDS:
         raise bad_query("kind", f"kind: one of {', '.join(KINDS)}")
@@ -49,14 +45,10 @@ def lanes_report() -> Any:
     source = request.args.get("source")
     if source is not None and source not in SOURCES:
         raise bad_query("source", f"source: one of {', '.join(SOURCES)}")
-    tenant = _tenant_filter(request.args.get("tenant"))
+    tenant = tenant_filter(request.args.get("tenant"))
     rows = report(services().redis, since, tenant, kind, now, max_days=days + 1, source=source)
     if as_csv:
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=REPORT_COLUMNS, lineterminator="\r\n")
-        writer.writeheader()
-        writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
-        return Response(out.getvalue(), mimetype="text/csv")
+        return csv_response(REPORT_COLUMNS, rows)
     return jsonify({"since": iso(since), "to": iso(now), "tenant": tenant, "kind": kind, "source": source,
                     "gap": "relative to the served answer's objective, (run - served) / |served|; negative "
                            "is better (objectives are minimised)", "rows": rows})

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, jsonify, request
 
 from api.auth import require
-from api.errors import ApiError
+from api.reading import require_reader, tenant_filter
 from api.services import services
-from api.usage import _tenant_filter
 
 bp = Blueprint("spend", __name__)
 
@@ -21,7 +20,6 @@ bp = Blueprint("spend", __name__)
 @bp.get("/api/v1/usage/limits")
 @require()
 def get_limits() -> Any:
-    if not {"quantum:solve", "ops:read"} & g.principal.scopes:
-        raise ApiError(403, "missing scope: quantum:solve or ops:read")
-    tenant = _tenant_filter(request.args.get("tenant"))
+    require_reader()
+    tenant = tenant_filter(request.args.get("tenant"))
     return jsonify({"tenant": tenant, "windows": "UTC day and month", "limits": services().spend.report(tenant)})
